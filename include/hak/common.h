@@ -1,0 +1,48 @@
+/*
+ * hak/common.h — definitions every box shares: branch hints, the geometry of
+ * SuperSlabs and slabs, and the size-class count. Nothing here depends on the
+ * build options.
+ *
+ * Geometry: a SuperSlab is HAK_SS_SIZE bytes aligned to its own size, so
+ * p & ~HAK_SS_MASK is its base. It is cut into HAK_SLABS_PER_SS slabs of
+ * HAK_SLAB_SIZE; slab 0 holds the SuperSlab header (only its first pages are
+ * ever touched), slabs 1.. carve blocks of one size class from their start.
+ */
+#ifndef HAK_COMMON_H
+#define HAK_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#define hak_likely(x)   __builtin_expect(!!(x), 1)
+#define hak_unlikely(x) __builtin_expect(!!(x), 0)
+#define HAK_INLINE      static inline __attribute__((always_inline))
+#define HAK_NOINLINE    __attribute__((noinline))
+#define HAK_COLD        __attribute__((noinline, cold))
+#define HAK_INTERNAL    __attribute__((visibility("hidden")))
+#define HAK_EXPORT      __attribute__((visibility("default")))
+
+#define HAK_PAGE_SIZE      4096u
+#define HAK_SS_SHIFT       20
+#define HAK_SS_SIZE        ((size_t)1 << HAK_SS_SHIFT)
+#define HAK_SS_MASK        (HAK_SS_SIZE - 1)
+#define HAK_SLAB_SHIFT     16
+#define HAK_SLAB_SIZE      ((size_t)1 << HAK_SLAB_SHIFT)
+#define HAK_SLABS_PER_SS   ((unsigned)(HAK_SS_SIZE >> HAK_SLAB_SHIFT))
+
+/* Size classes: 16-byte steps up to 128 bytes, then 8 classes per doubling
+ * (at most 12.5% internal waste) up to HAK_SMALL_MAX. Above it, blocks are
+ * mapped on their own (backend/large). */
+#define HAK_TINY_MAX       1024u            /* served by the lookup table */
+#define HAK_SMALL_MAX      32768u           /* largest size class */
+#define HAK_NUM_CLASSES    72u
+
+#define HAK_ALIGNMENT      16u              /* alignment of every block >= 16 B */
+
+static inline uintptr_t hak_ss_base_of(const void *p)
+{
+  return (uintptr_t)p & ~(uintptr_t)HAK_SS_MASK;
+}
+
+#endif /* HAK_COMMON_H */

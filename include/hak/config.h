@@ -1,0 +1,55 @@
+/*
+ * hak/config.h — the one place where Meson's raw option values become HAK_*
+ * macros. Code tests these macros, never Meson. Every value has a default so
+ * a box can be compiled on its own (the unit tests do), and combinations that
+ * make no sense stop the build here.
+ */
+#ifndef HAK_CONFIG_H
+#define HAK_CONFIG_H
+
+#ifdef HAK_RAW_CONFIG_HEADER
+#include HAK_RAW_CONFIG_HEADER
+#endif
+
+#ifndef HAK_RAW_UNIFIED_CACHE
+#define HAK_RAW_UNIFIED_CACHE 1
+#endif
+#ifndef HAK_RAW_WARM_POOL
+#define HAK_RAW_WARM_POOL 1
+#endif
+#ifndef HAK_RAW_PREFILL
+#define HAK_RAW_PREFILL 3
+#endif
+#ifndef HAK_RAW_WARM_POOL_MAX
+#define HAK_RAW_WARM_POOL_MAX 16
+#endif
+#ifndef HAK_RAW_STATS
+#define HAK_RAW_STATS 1
+#endif
+#ifndef HAK_RAW_VARIANT
+#define HAK_RAW_VARIANT "default"
+#endif
+#ifndef HAK_RAW_VERSION
+#define HAK_RAW_VERSION "0.0.0"
+#endif
+
+#define HAK_UNIFIED_CACHE HAK_RAW_UNIFIED_CACHE
+#define HAK_WARM_POOL     HAK_RAW_WARM_POOL
+#define HAK_PREFILL       HAK_RAW_PREFILL
+#define HAK_WARM_POOL_MAX HAK_RAW_WARM_POOL_MAX
+#define HAK_STATS         HAK_RAW_STATS
+#define HAK_VARIANT       HAK_RAW_VARIANT
+#define HAK_VERSION       HAK_RAW_VERSION
+
+#if HAK_PREFILL < 0 || HAK_PREFILL > 64
+#error "prefill must be within 0..64"
+#endif
+#if HAK_WARM_POOL_MAX < 1 || HAK_WARM_POOL_MAX > 256
+#error "warm_pool_max must be within 1..256"
+#endif
+/* Prefilled SuperSlabs live in the pool, so the pool must be able to hold
+ * them; a larger budget is clipped to the pool's capacity at run time. */
+#define HAK_PREFILL_EFFECTIVE \
+  (HAK_PREFILL < HAK_WARM_POOL_MAX ? HAK_PREFILL : HAK_WARM_POOL_MAX - 1)
+
+#endif /* HAK_CONFIG_H */
