@@ -22,6 +22,8 @@
 #define HAK_COLD        __attribute__((noinline, cold))
 #define HAK_INTERNAL    __attribute__((visibility("hidden")))
 #define HAK_EXPORT      __attribute__((visibility("default")))
+#define HAK_STR_(x)     #x
+#define HAK_STR(x)      HAK_STR_(x)
 
 #define HAK_PAGE_SIZE      4096u
 #define HAK_SS_SHIFT       20

@@ -1,0 +1,308 @@
+/*
+ * backend/large.c — large blocks: one aligned mapping each, a header page
+ * in front, a cache of recently freed mappings.
+ *
+ * Layout of a mapping at base (aligned to HAK_SS_SIZE or to the requested
+ * alignment if larger): [ ... header page ][ block ... ]. The block starts
+ * at base + offset, offset = max(page, alignment); the header is the page
+ * just before the block. The registry tag LARGE is set on the chunk that
+ * holds the block's start, which no other mapping can share.
+ *
+ * The cache holds up to CACHE_SLOTS mappings (default offset only) under
+ * large_lock; an entry older than CACHE_AGE_NS is given back on the next
+ * large operation, and all of them on malloc_trim. A mapping leaving for
+ * good has its tag cleared and is decommitted at once; the unmapping waits
+ * for a grace period, in batches.
+ */
+#include "backend/large.h"
+#include "backend/os.h"
+#include "registry/registry.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#define LARGE_MAGIC   0x48414b4cu /* "HAKL" */
+#define CACHE_SLOTS   8u
+#define CACHE_AGE_NS  (2ull * 1000 * 1000 * 1000)
+#define CACHE_MAX_BYTES ((size_t)256 << 20)
+#define RETIRE_BATCH  16u
+
+typedef struct large_hdr {
+  uint32_t magic;
+  uint32_t pad;
+  void    *block;      /* the address handed out */
+  char    *map_base;
+  size_t   map_size;
+} large_hdr_t;
+
+typedef struct cache_entry {
+  char    *base;
+  size_t   size;
+  uint64_t stamp;
+} cache_entry_t;
+
+static pthread_mutex_t large_lock = PTHREAD_MUTEX_INITIALIZER;
+static cache_entry_t cache[CACHE_SLOTS];
+static unsigned cache_len;
+static size_t cache_bytes;
+static struct { char *base; size_t size; } retired[RETIRE_BATCH];
+static unsigned retired_len;
+
+static _Atomic uint64_t n_allocs, n_frees, n_cache_hits;
+
+uint64_t large_allocs(void) { return atomic_load_explicit(&n_allocs, memory_order_relaxed); }
+uint64_t large_frees(void) { return atomic_load_explicit(&n_frees, memory_order_relaxed); }
+uint64_t large_cache_hits(void) { return atomic_load_explicit(&n_cache_hits, memory_order_relaxed); }
+
+static uint64_t now_ns(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static inline large_hdr_t *hdr_of(const void *p)
+{
+  return (large_hdr_t *)((uintptr_t)p - HAK_PAGE_SIZE);
+}
+
+/* Retire (base, size): decommit now, unmap after a grace period. Called with
+ * large_lock held; returns a batch to unmap after unlocking, if full. */
+static unsigned retire_locked(char *base, size_t size, char **out_base, size_t *out_size)
+{
+  hak_os_decommit(base, size);
+  retired[retired_len].base = base;
+  retired[retired_len].size = size;
+  retired_len++;
+  if (retired_len < RETIRE_BATCH)
+    return 0;
+  unsigned n = retired_len;
+  for (unsigned i = 0; i < n; i++) {
+    out_base[i] = retired[i].base;
+    out_size[i] = retired[i].size;
+  }
+  retired_len = 0;
+  return n;
+}
+
+static void unmap_batch(unsigned n, char **base, size_t *size)
+{
+  if (!n)
+    return;
+  registry_synchronize();
+  for (unsigned i = 0; i < n; i++)
+    hak_os_unmap(base[i], size[i]);
+}
+
+/* Evict cache entries older than the age limit (or all when force). */
+static size_t evict_locked(bool force, char **ob, size_t *os, unsigned *nout)
+{
+  uint64_t now = force ? 0 : now_ns();
+  unsigned kept = 0;
+  size_t n = 0;
+  for (unsigned i = 0; i < cache_len; i++) {
+    if (force || now - cache[i].stamp > CACHE_AGE_NS) {
+      cache_bytes -= cache[i].size;
+      n += cache[i].size;
+      unsigned got = retire_locked(cache[i].base, cache[i].size, ob + *nout, os + *nout);
+      *nout += got;
+    } else {
+      cache[kept++] = cache[i];
+    }
+  }
+  cache_len = kept;
+  return n;
+}
+
+static char *cache_take(size_t need, size_t *got)
+{
+  char *base = NULL;
+  char *ob[RETIRE_BATCH * 2];
+  size_t os_[RETIRE_BATCH * 2];
+  unsigned nout = 0;
+  pthread_mutex_lock(&large_lock);
+  if (cache_len) {
+    evict_locked(false, ob, os_, &nout);
+    int best = -1;
+    for (unsigned i = 0; i < cache_len; i++) {
+      /* Fits, and wastes at most a quarter (or 1 MiB): the rest of the
+       * mapping would stay resident for nothing. */
+      if (cache[i].size >= need && cache[i].size - need <= (need / 4 > HAK_SS_SIZE ? need / 4 : HAK_SS_SIZE) &&
+          (best < 0 || cache[i].size < cache[best].size))
+        best = (int)i;
+    }
+    if (best >= 0) {
+      base = cache[best].base;
+      *got = cache[best].size;
+      cache_bytes -= cache[best].size;
+      cache[best] = cache[--cache_len];
+    }
+  }
+  pthread_mutex_unlock(&large_lock);
+  unmap_batch(nout, ob, os_);
+  return base;
+}
+
+static void cache_put(char *base, size_t size)
+{
+  char *ob[RETIRE_BATCH * 2];
+  size_t os_[RETIRE_BATCH * 2];
+  unsigned nout = 0;
+  pthread_mutex_lock(&large_lock);
+  evict_locked(false, ob, os_, &nout);
+  if (size <= CACHE_MAX_BYTES / 2) {
+    while (cache_len && (cache_len == CACHE_SLOTS || cache_bytes + size > CACHE_MAX_BYTES)) {
+      unsigned oldest = 0;
+      for (unsigned i = 1; i < cache_len; i++)
+        if (cache[i].stamp < cache[oldest].stamp)
+          oldest = i;
+      cache_bytes -= cache[oldest].size;
+      nout += retire_locked(cache[oldest].base, cache[oldest].size, ob + nout, os_ + nout);
+      cache[oldest] = cache[--cache_len];
+    }
+    cache[cache_len].base = base;
+    cache[cache_len].size = size;
+    cache[cache_len].stamp = now_ns();
+    cache_len++;
+    cache_bytes += size;
+  } else {
+    nout += retire_locked(base, size, ob + nout, os_ + nout);
+  }
+  pthread_mutex_unlock(&large_lock);
+  unmap_batch(nout, ob, os_);
+}
+
+void *large_alloc(size_t size, size_t align, bool zero)
+{
+  size_t offset = align > HAK_PAGE_SIZE ? align : HAK_PAGE_SIZE;
+  if (size > (SIZE_MAX >> 2) - offset) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  size_t need = hak_align_up(offset + size, HAK_PAGE_SIZE);
+  size_t map_size = 0;
+  char *base = NULL;
+  bool from_cache = false;
+  if (offset == HAK_PAGE_SIZE && (base = cache_take(need, &map_size)) != NULL)
+    from_cache = true;
+  if (!base) {
+    size_t map_align = align > HAK_SS_SIZE ? align : HAK_SS_SIZE;
+    base = hak_os_map_aligned(need, map_align);
+    if (!base) {
+      errno = ENOMEM;
+      return NULL;
+    }
+    map_size = need;
+  }
+  char *block = base + offset;
+  large_hdr_t *h = hdr_of(block);
+  h->magic = LARGE_MAGIC;
+  h->block = block;
+  h->map_base = base;
+  h->map_size = map_size;
+  if (registry_set_tag(hak_ss_base_of(block), hak_tag_make(HAK_KIND_LARGE, 0)) != 0) {
+    hak_os_unmap(base, map_size);
+    errno = ENOMEM;
+    return NULL;
+  }
+  if (from_cache) {
+    atomic_fetch_add_explicit(&n_cache_hits, 1, memory_order_relaxed);
+    if (zero)
+      memset(block, 0, map_size - offset);
+  }
+  atomic_fetch_add_explicit(&n_allocs, 1, memory_order_relaxed);
+  return block;
+}
+
+bool large_is_block(const void *p)
+{
+  if (((uintptr_t)p & (HAK_PAGE_SIZE - 1)) != 0)
+    return false;
+  const large_hdr_t *h = hdr_of(p);
+  return h->magic == LARGE_MAGIC && h->block == p;
+}
+
+size_t large_usable_size(const void *p)
+{
+  const large_hdr_t *h = hdr_of(p);
+  return (size_t)(h->map_base + h->map_size - (char *)p);
+}
+
+void large_free(void *p)
+{
+  large_hdr_t *h = hdr_of(p);
+  char *base = h->map_base;
+  size_t size = h->map_size;
+  size_t offset = (size_t)((char *)p - base);
+  /* Claim the block: of two racing frees, only one clears the tag. */
+  if (!registry_swap_tag(hak_ss_base_of(p), hak_tag_make(HAK_KIND_LARGE, 0), 0))
+    hak_os_fatal("free", "double free detected (large block)", p);
+  h->magic = 0;
+  atomic_fetch_add_explicit(&n_frees, 1, memory_order_relaxed);
+  if (offset == HAK_PAGE_SIZE) {
+    cache_put(base, size);
+  } else {
+    char *ob[RETIRE_BATCH];
+    size_t os_[RETIRE_BATCH];
+    pthread_mutex_lock(&large_lock);
+    unsigned n = retire_locked(base, size, ob, os_);
+    pthread_mutex_unlock(&large_lock);
+    unmap_batch(n, ob, os_);
+  }
+}
+
+void *large_realloc(void *p, size_t size)
+{
+  large_hdr_t *h = hdr_of(p);
+  size_t offset = (size_t)((char *)p - h->map_base);
+  if (size > (SIZE_MAX >> 2) - offset) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  size_t need = hak_align_up(offset + size, HAK_PAGE_SIZE);
+  if (need <= h->map_size) {
+    /* Shrink in place; give back the tail if it is large. */
+    if (h->map_size - need >= HAK_SS_SIZE) {
+      hak_os_unmap(h->map_base + need, h->map_size - need);
+      h->map_size = need;
+    }
+    return p;
+  }
+  /* Grow in place when the pages after the mapping are free. */
+  void *r = mremap(h->map_base, h->map_size, need, 0);
+  if (r != MAP_FAILED) {
+    h->map_size = need;
+    return p;
+  }
+  void *q = large_alloc(size, offset > HAK_PAGE_SIZE ? offset : 0, false);
+  if (!q)
+    return NULL;
+  memcpy(q, p, large_usable_size(p) < size ? large_usable_size(p) : size);
+  large_free(p);
+  return q;
+}
+
+size_t large_trim(void)
+{
+  char *ob[RETIRE_BATCH * 3];
+  size_t os_[RETIRE_BATCH * 3];
+  unsigned nout = 0;
+  pthread_mutex_lock(&large_lock);
+  size_t bytes = cache_bytes;
+  evict_locked(true, ob, os_, &nout);
+  for (unsigned i = 0; i < retired_len; i++) {
+    ob[nout] = retired[i].base;
+    os_[nout] = retired[i].size;
+    nout++;
+  }
+  retired_len = 0;
+  pthread_mutex_unlock(&large_lock);
+  unmap_batch(nout, ob, os_);
+  return bytes;
+}
+
+void large_fork_prepare(void) { pthread_mutex_lock(&large_lock); }
+void large_fork_parent(void) { pthread_mutex_unlock(&large_lock); }
+void large_fork_child(void) { pthread_mutex_init(&large_lock, NULL); }

@@ -1,0 +1,98 @@
+/*
+ * backend/os.c — mmap-based mappings for SuperSlabs and large blocks.
+ *
+ * Aligned mappings: map size + align, then unmap the head and the tail so
+ * what remains starts on an align boundary. No MAP_POPULATE: fresh pages are
+ * zero and are faulted in only when used.
+ */
+#include "backend/os.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+void *hak_os_map_aligned(size_t size, size_t align)
+{
+  size_t span = size + align;
+  if (span < size)
+    return NULL;
+  char *m = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (m == MAP_FAILED)
+    return NULL;
+  uintptr_t start = ((uintptr_t)m + align - 1) & ~(uintptr_t)(align - 1);
+  size_t head = start - (uintptr_t)m;
+  size_t tail = span - head - size;
+  if (head)
+    munmap(m, head);
+  if (tail)
+    munmap((char *)start + size, tail);
+  return (void *)start;
+}
+
+void hak_os_unmap(void *p, size_t size)
+{
+  if (p && size)
+    munmap(p, size);
+}
+
+void hak_os_decommit(void *p, size_t size)
+{
+  int saved = errno;
+  madvise(p, size, MADV_DONTNEED);
+  errno = saved;
+}
+
+size_t hak_fmt_u64(char *buf, unsigned long long v)
+{
+  char tmp[24];
+  size_t n = 0;
+  do {
+    tmp[n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  for (size_t i = 0; i < n; i++)
+    buf[i] = tmp[n - 1 - i];
+  return n;
+}
+
+size_t hak_fmt_hex(char *buf, unsigned long long v)
+{
+  static const char digits[] = "0123456789abcdef";
+  char tmp[20];
+  size_t n = 0;
+  do {
+    tmp[n++] = digits[v & 15];
+    v >>= 4;
+  } while (v);
+  buf[0] = '0';
+  buf[1] = 'x';
+  for (size_t i = 0; i < n; i++)
+    buf[2 + i] = tmp[n - 1 - i];
+  return n + 2;
+}
+
+void hak_os_fatal(const char *fn, const char *what, const void *addr)
+{
+  char line[256];
+  size_t n = 0;
+  const char *parts[] = {"hakmem: ", fn, "(): ", what};
+  for (unsigned i = 0; i < 4; i++) {
+    size_t l = strlen(parts[i]);
+    if (n + l > sizeof line - 32)
+      l = sizeof line - 32 - n;
+    memcpy(line + n, parts[i], l);
+    n += l;
+  }
+  if (addr) {
+    memcpy(line + n, " at ", 4);
+    n += 4;
+    n += hak_fmt_hex(line + n, (unsigned long long)(uintptr_t)addr);
+  }
+  line[n++] = '\n';
+  ssize_t r = write(STDERR_FILENO, line, n);
+  (void)r;
+  abort();
+}

@@ -1,0 +1,57 @@
+/*
+ * backend/size_class.h — size → class, class → block size, and the O(1)
+ * check that an offset inside a slab is the start of a block.
+ *
+ * Classes 0..7 are 16..128 bytes in 16-byte steps; classes 8..71 are eight
+ * per doubling from 144 to 32768 bytes, so the waste above 128 bytes is
+ * under 12.5%. Every class size is a multiple of 16, so every block is
+ * 16-byte aligned (slabs start at 64 KiB boundaries).
+ */
+#ifndef HAK_SIZE_CLASS_H
+#define HAK_SIZE_CLASS_H
+
+#include "hak/common.h"
+
+typedef struct hak_class_info {
+  uint32_t size;        /* block size in bytes */
+  uint32_t per_slab;    /* blocks carved from one slab */
+  uint32_t inv;         /* inverse of the odd part of size, mod 2^32 */
+  uint8_t  shift;       /* log2 of the power-of-two part of size */
+} hak_class_info_t;
+
+extern const uint8_t hak_tiny_class[(HAK_TINY_MAX >> 4) + 1] HAK_INTERNAL;
+extern const hak_class_info_t hak_class_info[HAK_NUM_CLASSES] HAK_INTERNAL;
+
+HAK_INLINE unsigned hak_class_of_tiny(size_t n)  /* n <= HAK_TINY_MAX */
+{
+  return hak_tiny_class[(n + 15) >> 4];
+}
+
+HAK_INLINE unsigned hak_class_of_small(size_t n) /* HAK_TINY_MAX < n <= HAK_SMALL_MAX */
+{
+  unsigned k = 63u - (unsigned)__builtin_clzll((unsigned long long)(n - 1));
+  return 8u + 8u * (k - 7u) + (unsigned)((n - 1 - ((size_t)1 << k)) >> (k - 3u));
+}
+
+HAK_INLINE unsigned hak_class_of(size_t n)       /* n <= HAK_SMALL_MAX */
+{
+  return n <= HAK_TINY_MAX ? hak_class_of_tiny(n) : hak_class_of_small(n);
+}
+
+HAK_INLINE size_t hak_class_size(unsigned c) { return hak_class_info[c].size; }
+
+/* True when off (an offset inside a slab, < HAK_SLAB_SIZE) is the start of
+ * one of the slab's blocks: a multiply and a rotate, no division. */
+HAK_INLINE bool hak_class_is_block_offset(unsigned c, uint32_t off)
+{
+  const hak_class_info_t *ci = &hak_class_info[c];
+  uint32_t q = off * ci->inv;
+  q = (q >> ci->shift) | (ci->shift ? q << (32 - ci->shift) : 0);
+  return q < ci->per_slab;
+}
+
+/* Smallest class whose blocks are all aligned to align (a power of two up
+ * to HAK_PAGE_SIZE) and hold n bytes; -1 if none. */
+int hak_class_for_aligned(size_t n, size_t align) HAK_INTERNAL;
+
+#endif /* HAK_SIZE_CLASS_H */

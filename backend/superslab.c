@@ -1,0 +1,526 @@
+/*
+ * backend/superslab.c — SuperSlab life cycle, carving, local and remote
+ * frees, ownership hand-over, the free tier and RCU-deferred unmapping.
+ *
+ * Lock order: registry class index lock → backend_lock → registry map mutex.
+ * backend_lock guards the free tier, the retire list and the owner free list;
+ * it is never held across a call that can take a class index lock, and never
+ * across registry_synchronize().
+ *
+ * Notification protocol (ss->notify):
+ *   ARMED      an owner exists; the next pusher that finds the remote list
+ *              empty may notify it.
+ *   NOTIFYING  a pusher won the right to notify and is pushing the SuperSlab
+ *              onto the owner's inbox (a few instructions).
+ *   NOTIFIED   the SuperSlab is on the owner's inbox.
+ *   NEVER      no owner: pushers collect under the class index lock instead.
+ * An owner releasing a SuperSlab moves ARMED → NEVER, waits out NOTIFYING,
+ * and empties its inbox first if NOTIFIED, so an inbox never holds a
+ * SuperSlab its owner gave away and a pusher never reads a retired owner.
+ */
+#include "backend/superslab.h"
+#include "backend/os.h"
+
+#include <sched.h>
+#include <string.h>
+#include <sys/mman.h>
+
+enum { NOTIFY_ARMED = 0, NOTIFY_NOTIFYING = 1, NOTIFY_NOTIFIED = 2, NOTIFY_NEVER = 3 };
+
+#define FREE_TIER_MAX 8u     /* empty SuperSlabs kept (decommitted) for reuse */
+#define RETIRE_BATCH  8u     /* unmap after one grace period for this many */
+
+static pthread_mutex_t backend_lock = PTHREAD_MUTEX_INITIALIZER;
+static hak_superslab_t *free_tier;
+static unsigned free_tier_len;
+static hak_superslab_t *retire_list;
+static unsigned retire_len;
+static hak_owner_t *owner_free_list;
+static hak_owner_t *owner_arena;
+static size_t owner_arena_left;
+static _Atomic uint32_t next_tid = 1;
+
+static _Atomic uint64_t ss_mapped[HAK_NUM_CLASSES];
+static _Atomic uint64_t ss_unmapped[HAK_NUM_CLASSES];
+static _Atomic uint64_t ss_live;
+
+uint64_t backend_ss_mapped(unsigned c) { return atomic_load_explicit(&ss_mapped[c], memory_order_relaxed); }
+uint64_t backend_ss_unmapped(unsigned c) { return atomic_load_explicit(&ss_unmapped[c], memory_order_relaxed); }
+uint64_t backend_ss_live(void) { return atomic_load_explicit(&ss_live, memory_order_relaxed); }
+
+/* ---- Owners ------------------------------------------------------------- */
+
+hak_owner_t *backend_owner_new(void)
+{
+  pthread_mutex_lock(&backend_lock);
+  hak_owner_t *o = owner_free_list;
+  if (o) {
+    owner_free_list = o->next_free;
+  } else {
+    if (owner_arena_left == 0) {
+      size_t chunk = 64 * 1024;
+      void *m = mmap(NULL, chunk, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (m == MAP_FAILED) {
+        pthread_mutex_unlock(&backend_lock);
+        return NULL;
+      }
+      owner_arena = m;
+      owner_arena_left = chunk / sizeof(hak_owner_t);
+    }
+    o = owner_arena++;
+    owner_arena_left--;
+  }
+  pthread_mutex_unlock(&backend_lock);
+  memset(o, 0, sizeof *o);
+  o->tid = atomic_fetch_add_explicit(&next_tid, 1, memory_order_relaxed);
+  return o;
+}
+
+void backend_owner_retire(hak_owner_t *o)
+{
+  while (o->owned)
+    backend_ss_release(o, o->owned);
+  /* Every SuperSlab was released, and release empties the inbox of each, so
+   * no pusher can still reach this owner. */
+  pthread_mutex_lock(&backend_lock);
+  o->next_free = owner_free_list;
+  owner_free_list = o;
+  pthread_mutex_unlock(&backend_lock);
+}
+
+static void owner_link(hak_owner_t *o, hak_superslab_t *ss)
+{
+  ss->own_prev = NULL;
+  ss->own_next = o->owned;
+  if (o->owned)
+    o->owned->own_prev = ss;
+  o->owned = ss;
+  o->owned_count++;
+}
+
+static void owner_unlink(hak_owner_t *o, hak_superslab_t *ss)
+{
+  if (ss->own_prev)
+    ss->own_prev->own_next = ss->own_next;
+  else
+    o->owned = ss->own_next;
+  if (ss->own_next)
+    ss->own_next->own_prev = ss->own_prev;
+  ss->own_next = ss->own_prev = NULL;
+  o->owned_count--;
+}
+
+/* ---- Slabs ---------------------------------------------------------------- */
+
+static void ss_init(hak_superslab_t *ss, unsigned cls)
+{
+  const hak_class_info_t *ci = &hak_class_info[cls];
+  ss->magic = HAK_SS_MAGIC;
+  ss->cls = (uint8_t)cls;
+  ss->tier = HAK_TIER_HOT;
+  ss->in_pool = 0;
+  ss->empty_counted = 0;
+  ss->block_size = ci->size;
+  ss->used = 0;
+  ss->capacity = ci->per_slab * (HAK_SLABS_PER_SS - HAK_SS_FIRST_SLAB);
+  ss->room_mask = 0;
+  ss->pool_next = ss->pool_prev = NULL;
+  ss->own_next = ss->own_prev = NULL;
+  ss->free_next = ss->inbox_next = NULL;
+  ss->pend_next = ss->pend_prev = NULL;
+  ss->pending = 0;
+  ss->index_link.next = ss->index_link.prev = NULL;
+  ss->index_link.linked = false;
+  atomic_store_explicit(&ss->remote_head, NULL, memory_order_relaxed);
+  atomic_store_explicit(&ss->notify, NOTIFY_ARMED, memory_order_relaxed);
+  for (unsigned s = 0; s < HAK_SLABS_PER_SS; s++) {
+    hak_slab_t *sl = &ss->slabs[s];
+    sl->free = NULL;
+    sl->used = 0;
+    sl->carved = 0;
+    sl->dirty = 0;
+    sl->capacity = s < HAK_SS_FIRST_SLAB ? 0 : (uint16_t)ci->per_slab;
+    if (sl->capacity)
+      ss->room_mask |= 1u << s;
+  }
+}
+
+static inline void *slab_base(hak_superslab_t *ss, unsigned s)
+{
+  return (char *)ss + ((size_t)s << HAK_SLAB_SHIFT);
+}
+
+/* A slab whose blocks have all come back starts over as uncarved, so it is
+ * carved again in address order and its pages can be given back. */
+static inline void slab_reset_if_idle(hak_slab_t *sl)
+{
+  if (sl->used == 0) {
+    sl->free = NULL;
+    sl->carved = 0;
+  }
+}
+
+unsigned backend_ss_take(hak_superslab_t *ss, unsigned max, void **head_out, void **tail_out)
+{
+  if (ss_has_remote(ss))
+    backend_ss_drain(ss);
+  void *head = NULL, *tail = NULL;
+  unsigned n = 0;
+  const size_t bs = ss->block_size;
+  while (n < max && ss->room_mask) {
+    unsigned s = (unsigned)__builtin_ctz(ss->room_mask);
+    hak_slab_t *sl = &ss->slabs[s];
+    unsigned got = 0;
+    while (n + got < max && sl->free) {
+      void *b = sl->free;
+      sl->free = *(void **)b;
+      if (tail)
+        *(void **)tail = b;
+      else
+        head = b;
+      tail = b;
+      got++;
+    }
+    if (n + got < max && sl->carved < sl->capacity) {
+      char *b = (char *)slab_base(ss, s) + (size_t)sl->carved * bs;
+      unsigned k = max - n - got;
+      if (k > (unsigned)(sl->capacity - sl->carved))
+        k = sl->capacity - sl->carved;
+      sl->carved = (uint16_t)(sl->carved + k);
+      sl->dirty = 1;
+      for (unsigned i = 0; i < k; i++, b += bs) {
+        if (tail)
+          *(void **)tail = b;
+        else
+          head = b;
+        tail = b;
+      }
+      got += k;
+    }
+    sl->used = (uint16_t)(sl->used + got);
+    n += got;
+    if (!sl->free && sl->carved == sl->capacity)
+      ss->room_mask &= ~(1u << s);
+  }
+  ss->used += n;
+  *head_out = head;
+  *tail_out = tail;
+  return n;
+}
+
+static inline unsigned put_back(hak_superslab_t *ss, void *p)
+{
+  unsigned s = hak_slab_index(ss, p);
+  hak_slab_t *sl = &ss->slabs[s];
+  unsigned ev = ss->room_mask ? 0 : HAK_SS_BECAME_ROOMY;
+  *(void **)p = sl->free;
+  sl->free = p;
+  sl->used--;
+  slab_reset_if_idle(sl);
+  ss->room_mask |= 1u << s;
+  if (--ss->used == 0)
+    ev |= HAK_SS_BECAME_EMPTY;
+  return ev;
+}
+
+unsigned backend_ss_free_local(hak_superslab_t *ss, void *p)
+{
+  hak_slab_t *sl = &ss->slabs[hak_slab_index(ss, p)];
+  if (hak_unlikely(sl->free == p || sl->used == 0))
+    hak_os_fatal("free", "double free detected", p);
+  return put_back(ss, p);
+}
+
+unsigned backend_ss_drain(hak_superslab_t *ss)
+{
+  void *b = atomic_exchange_explicit(&ss->remote_head, NULL, memory_order_acquire);
+  unsigned n = 0;
+  while (b) {
+    void *next = *(void **)b;
+    hak_slab_t *sl = &ss->slabs[hak_slab_index(ss, b)];
+    if (hak_unlikely(sl->used == 0))
+      hak_os_fatal("free", "double free detected (remote)", b);
+    put_back(ss, b);
+    b = next;
+    n++;
+  }
+  return n;
+}
+
+/* ---- The free tier and unmapping ---------------------------------------- */
+
+static void unmap_retired(hak_superslab_t *list)
+{
+  if (!list)
+    return;
+  registry_synchronize();
+  while (list) {
+    hak_superslab_t *next = list->free_next;
+    atomic_fetch_add_explicit(&ss_unmapped[list->cls], 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&ss_live, 1, memory_order_relaxed);
+    hak_os_unmap(list, HAK_SS_SIZE);
+    list = next;
+  }
+}
+
+/* ss is empty and reachable by no list: clear its tag, give its pages back
+ * and keep it for reuse, or retire it for unmapping. */
+static void ss_to_free_tier(hak_superslab_t *ss)
+{
+  registry_clear_tag((uintptr_t)ss);
+  ss->tier = HAK_TIER_FREE;
+  atomic_store_explicit(&ss->owner, NULL, memory_order_relaxed);
+  bool any_dirty = false;
+  for (unsigned s = HAK_SS_FIRST_SLAB; s < HAK_SLABS_PER_SS; s++)
+    any_dirty |= ss->slabs[s].dirty != 0;
+  if (any_dirty)
+    hak_os_decommit(slab_base(ss, HAK_SS_FIRST_SLAB), HAK_SS_SIZE - HAK_SLAB_SIZE);
+  hak_superslab_t *to_unmap = NULL;
+  pthread_mutex_lock(&backend_lock);
+  if (free_tier_len < FREE_TIER_MAX) {
+    ss->free_next = free_tier;
+    free_tier = ss;
+    free_tier_len++;
+  } else {
+    ss->free_next = retire_list;
+    retire_list = ss;
+    if (++retire_len >= RETIRE_BATCH) {
+      to_unmap = retire_list;
+      retire_list = NULL;
+      retire_len = 0;
+    }
+  }
+  pthread_mutex_unlock(&backend_lock);
+  unmap_retired(to_unmap);
+}
+
+size_t backend_trim(void)
+{
+  pthread_mutex_lock(&backend_lock);
+  hak_superslab_t *list = retire_list;
+  size_t n = retire_len + free_tier_len;
+  if (free_tier) {
+    hak_superslab_t *t = free_tier;
+    while (t->free_next)
+      t = t->free_next;
+    t->free_next = list;
+    list = free_tier;
+  }
+  free_tier = NULL;
+  free_tier_len = 0;
+  retire_list = NULL;
+  retire_len = 0;
+  pthread_mutex_unlock(&backend_lock);
+  unmap_retired(list);
+  return n * HAK_SS_SIZE;
+}
+
+size_t backend_ss_decommit_idle(hak_superslab_t *ss)
+{
+  size_t bytes = 0;
+  for (unsigned s = HAK_SS_FIRST_SLAB; s < HAK_SLABS_PER_SS; s++) {
+    hak_slab_t *sl = &ss->slabs[s];
+    if (sl->used == 0 && sl->dirty) {
+      sl->free = NULL;
+      sl->carved = 0;
+      sl->dirty = 0;
+      hak_os_decommit(slab_base(ss, s), HAK_SLAB_SIZE);
+      bytes += HAK_SLAB_SIZE;
+    }
+  }
+  return bytes;
+}
+
+/* ---- Ownership ---------------------------------------------------------- */
+
+hak_superslab_t *backend_ss_new(hak_owner_t *o, unsigned cls)
+{
+  pthread_mutex_lock(&backend_lock);
+  hak_superslab_t *ss = free_tier;
+  if (ss) {
+    free_tier = ss->free_next;
+    free_tier_len--;
+  }
+  pthread_mutex_unlock(&backend_lock);
+  if (!ss) {
+    ss = hak_os_map_aligned(HAK_SS_SIZE, HAK_SS_SIZE);
+    if (!ss)
+      return NULL;
+    atomic_fetch_add_explicit(&ss_mapped[cls], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&ss_live, 1, memory_order_relaxed);
+  }
+  ss_init(ss, cls);
+  atomic_store_explicit(&ss->owner, o, memory_order_relaxed);
+  if (registry_set_tag((uintptr_t)ss, hak_tag_make(HAK_KIND_SMALL, cls)) != 0) {
+    hak_os_unmap(ss, HAK_SS_SIZE);
+    atomic_fetch_sub_explicit(&ss_live, 1, memory_order_relaxed);
+    return NULL;
+  }
+  owner_link(o, ss);
+  return ss;
+}
+
+hak_superslab_t *backend_ss_adopt(hak_owner_t *o, unsigned cls)
+{
+  registry_index_lock(cls);
+  hak_reg_link_t *l = registry_index_pop(cls);
+  hak_superslab_t *ss = NULL;
+  if (l) {
+    ss = (hak_superslab_t *)((char *)l - offsetof(hak_superslab_t, index_link));
+    backend_ss_drain(ss);
+    ss->tier = HAK_TIER_HOT;
+    ss->in_pool = 0;
+    ss->empty_counted = 0;
+    atomic_store_explicit(&ss->owner, o, memory_order_seq_cst);
+    atomic_store_explicit(&ss->notify, NOTIFY_ARMED, memory_order_seq_cst);
+    owner_link(o, ss);
+  }
+  registry_index_unlock(cls);
+  return ss;
+}
+
+static void owner_inbox_push(hak_owner_t *o, hak_superslab_t *ss)
+{
+  hak_superslab_t *old = atomic_load_explicit(&o->inbox, memory_order_relaxed);
+  do {
+    ss->inbox_next = old;
+  } while (!atomic_compare_exchange_weak_explicit(&o->inbox, &old, ss, memory_order_release,
+                                                  memory_order_relaxed));
+}
+
+/* Move the inbox onto the owner's private pending list, re-arming each. */
+static void inbox_to_pending(hak_owner_t *o)
+{
+  hak_superslab_t *list = atomic_exchange_explicit(&o->inbox, NULL, memory_order_acquire);
+  while (list) {
+    hak_superslab_t *next = list->inbox_next;
+    atomic_store_explicit(&list->notify, NOTIFY_ARMED, memory_order_seq_cst);
+    if (!list->pending) {
+      list->pending = 1;
+      list->pend_prev = NULL;
+      list->pend_next = o->pending;
+      if (o->pending)
+        o->pending->pend_prev = list;
+      o->pending = list;
+    }
+    list = next;
+  }
+}
+
+static void pending_unlink(hak_owner_t *o, hak_superslab_t *ss)
+{
+  if (!ss->pending)
+    return;
+  if (ss->pend_prev)
+    ss->pend_prev->pend_next = ss->pend_next;
+  else
+    o->pending = ss->pend_next;
+  if (ss->pend_next)
+    ss->pend_next->pend_prev = ss->pend_prev;
+  ss->pend_next = ss->pend_prev = NULL;
+  ss->pending = 0;
+}
+
+hak_superslab_t *backend_inbox_take(hak_owner_t *o)
+{
+  if (atomic_load_explicit(&o->inbox, memory_order_relaxed) != NULL)
+    inbox_to_pending(o);
+  hak_superslab_t *list = o->pending;
+  o->pending = NULL;
+  for (hak_superslab_t *ss = list; ss; ss = ss->pend_next) {
+    ss->pending = 0;
+    backend_ss_drain(ss);
+  }
+  return list;
+}
+
+/* Ownerless SuperSlab with fresh remote frees: collect them under the class
+ * lock, and free the SuperSlab if that emptied it. Returns false if the
+ * SuperSlab turned out to have an owner (the caller notifies it instead). */
+static bool collect_ownerless(hak_superslab_t *ss)
+{
+  unsigned cls = ss->cls;
+  registry_index_lock(cls);
+  if (atomic_load_explicit(&ss->owner, memory_order_seq_cst) != NULL) {
+    registry_index_unlock(cls);
+    return false;
+  }
+  backend_ss_drain(ss);
+  if (ss->used == 0) {
+    registry_index_remove(cls, &ss->index_link);
+    registry_index_unlock(cls);
+    ss_to_free_tier(ss);
+    return true;
+  }
+  if (ss_has_room(ss))
+    registry_index_push(cls, &ss->index_link);
+  registry_index_unlock(cls);
+  return true;
+}
+
+void backend_remote_free(hak_superslab_t *ss, void *head, void *tail)
+{
+  void *old = atomic_load_explicit(&ss->remote_head, memory_order_relaxed);
+  do {
+    *(void **)tail = old;
+  } while (!atomic_compare_exchange_weak_explicit(&ss->remote_head, &old, head, memory_order_seq_cst,
+                                                  memory_order_relaxed));
+  if (old != NULL)
+    return; /* whoever made the list non-empty takes care of it */
+  for (;;) {
+    uint32_t st = atomic_load_explicit(&ss->notify, memory_order_seq_cst);
+    if (st == NOTIFY_ARMED) {
+      if (!atomic_compare_exchange_strong(&ss->notify, &st, NOTIFY_NOTIFYING))
+        continue;
+      hak_owner_t *o = atomic_load_explicit(&ss->owner, memory_order_seq_cst);
+      owner_inbox_push(o, ss);
+      atomic_store_explicit(&ss->notify, NOTIFY_NOTIFIED, memory_order_seq_cst);
+      return;
+    }
+    if (st == NOTIFY_NEVER) {
+      if (collect_ownerless(ss))
+        return;
+      continue; /* adopted meanwhile: notify the new owner */
+    }
+    return; /* NOTIFYING or NOTIFIED: the owner will look */
+  }
+}
+
+void backend_ss_release(hak_owner_t *o, hak_superslab_t *ss)
+{
+  for (;;) {
+    uint32_t st = atomic_load_explicit(&ss->notify, memory_order_seq_cst);
+    if (st == NOTIFY_ARMED) {
+      if (atomic_compare_exchange_strong(&ss->notify, &st, NOTIFY_NEVER))
+        break;
+    } else if (st == NOTIFY_NOTIFYING) {
+      sched_yield();
+    } else if (st == NOTIFY_NOTIFIED) {
+      /* It is on our inbox: move the inbox to the private pending list
+       * (every SuperSlab on it stays ours, re-armed); then retry. */
+      inbox_to_pending(o);
+    } else {
+      break;
+    }
+  }
+  pending_unlink(o, ss);
+  owner_unlink(o, ss);
+  unsigned cls = ss->cls;
+  registry_index_lock(cls);
+  ss->tier = HAK_TIER_DRAINING;
+  ss->in_pool = 0;
+  atomic_store_explicit(&ss->owner, NULL, memory_order_seq_cst);
+  backend_ss_drain(ss);
+  if (ss->used == 0) {
+    registry_index_unlock(cls);
+    ss_to_free_tier(ss);
+    return;
+  }
+  if (ss_has_room(ss))
+    registry_index_push(cls, &ss->index_link);
+  registry_index_unlock(cls);
+}
+
+void backend_fork_prepare(void) { pthread_mutex_lock(&backend_lock); }
+void backend_fork_parent(void) { pthread_mutex_unlock(&backend_lock); }
+void backend_fork_child(void) { pthread_mutex_init(&backend_lock, NULL); }

@@ -1,0 +1,160 @@
+/*
+ * backend/superslab.h — SuperSlabs: 1 MiB regions aligned to their size,
+ * each serving one size class, cut into 64 KiB slabs that carve blocks.
+ *
+ * Ownership. A SuperSlab is owned by one thread (an hak_owner_t) or by no
+ * one. Only the owner touches the slabs' free lists and counts of an owned
+ * SuperSlab, with no lock and no atomic. Other threads free into it by
+ * pushing onto its remote list (one CAS for a whole chain); the owner drains
+ * that list. An ownerless SuperSlab is touched only under its class's
+ * registry index lock; it sits in that index while it has room.
+ *
+ * Tiers: HOT (owned), DRAINING (ownerless, still has live blocks), FREE
+ * (empty: kept decommitted in a small cache for reuse, or unmapped after an
+ * RCU grace period).
+ *
+ * Remote-free notification. A SuperSlab that receives its first remote block
+ * while its owner is not looking is pushed once onto the owner's inbox, so
+ * an owner whose blocks are all freed elsewhere (producer/consumer) finds
+ * them again instead of mapping new memory. ss->notify arbitrates between
+ * the pusher and an owner releasing the SuperSlab (see superslab.c).
+ *
+ * Counts. slab->used and ss->used count blocks handed out of the free lists
+ * (in a thread cache or in use); they go down only when a block comes back
+ * to a free list (local free or drain). Every path keeps them exact.
+ */
+#ifndef HAK_SUPERSLAB_H
+#define HAK_SUPERSLAB_H
+
+#include "hak/common.h"
+#include "backend/size_class.h"
+#include "registry/registry.h"
+
+#include <stdatomic.h>
+
+#define HAK_SS_MAGIC 0x48414b53u /* "HAKS" */
+#define HAK_SS_FIRST_SLAB 1u     /* slab 0 holds this header */
+
+enum hak_ss_tier { HAK_TIER_HOT = 1, HAK_TIER_DRAINING = 2, HAK_TIER_FREE = 3 };
+
+typedef struct hak_slab {
+  void    *free;       /* local free list (owner only) */
+  uint16_t used;       /* blocks out of this slab */
+  uint16_t carved;     /* blocks carved so far, from the slab's start */
+  uint16_t capacity;   /* blocks the slab holds */
+  uint16_t dirty;      /* pages touched since the slab was last decommitted */
+} hak_slab_t;
+
+typedef struct hak_owner hak_owner_t;
+
+typedef struct hak_superslab {
+  uint32_t magic;
+  uint8_t  cls;
+  uint8_t  tier;
+  uint8_t  in_pool;            /* for the box above: the owner's warm pool holds it */
+  uint8_t  empty_counted;      /* for the box above */
+  uint32_t block_size;
+  uint32_t used;               /* blocks out, all slabs */
+  uint32_t capacity;
+  uint32_t room_mask;          /* bit s: slab s has a free block or uncarved room */
+  _Atomic(hak_owner_t *) owner;
+  struct hak_superslab *pool_next, *pool_prev;   /* owner-private, for the box above */
+  struct hak_superslab *own_next, *own_prev;     /* the owner's list of its SuperSlabs */
+  struct hak_superslab *free_next;               /* free tier / retire list */
+  struct hak_superslab *inbox_next;              /* the owner's inbox (pushed by others) */
+  struct hak_superslab *pend_next, *pend_prev;   /* owner-private: taken off the inbox */
+  uint8_t pending;
+  hak_reg_link_t index_link;                     /* registry per-class index */
+  /* written by other threads: its own cache line */
+  _Atomic(void *) remote_head __attribute__((aligned(64)));
+  _Atomic uint32_t notify;
+  hak_slab_t slabs[HAK_SLABS_PER_SS] __attribute__((aligned(64)));
+} hak_superslab_t;
+
+_Static_assert(sizeof(hak_superslab_t) <= HAK_PAGE_SIZE, "SuperSlab header must fit in one page");
+
+/* A thread's identity as an owner of SuperSlabs. */
+struct hak_owner {
+  uint32_t tid;
+  _Atomic(hak_superslab_t *) inbox;
+  hak_superslab_t *pending;    /* owner-private: notified, not yet handed out */
+  hak_superslab_t *owned;      /* every SuperSlab this owner holds */
+  size_t owned_count;
+  hak_owner_t *next_free;
+};
+
+HAK_INLINE hak_superslab_t *hak_ss_of(const void *p) { return (hak_superslab_t *)hak_ss_base_of(p); }
+HAK_INLINE unsigned hak_slab_index(const hak_superslab_t *ss, const void *p)
+{
+  return (unsigned)(((uintptr_t)p - (uintptr_t)ss) >> HAK_SLAB_SHIFT);
+}
+HAK_INLINE bool ss_is_owner(const hak_superslab_t *ss, const hak_owner_t *o)
+{
+  return atomic_load_explicit(&((hak_superslab_t *)ss)->owner, memory_order_relaxed) == o;
+}
+
+/* Owners (one per thread). */
+hak_owner_t *backend_owner_new(void) HAK_INTERNAL;
+void         backend_owner_retire(hak_owner_t *o) HAK_INTERNAL;
+
+/* A fresh SuperSlab of class cls owned by o: from the free tier, else newly
+ * mapped. NULL when out of memory. */
+hak_superslab_t *backend_ss_new(hak_owner_t *o, unsigned cls) HAK_INTERNAL;
+/* Adopt an ownerless SuperSlab with room from the registry index; NULL if
+ * there is none. */
+hak_superslab_t *backend_ss_adopt(hak_owner_t *o, unsigned cls) HAK_INTERNAL;
+/* Give up ownership. Empty → free tier; with room → registry index. */
+void backend_ss_release(hak_owner_t *o, hak_superslab_t *ss) HAK_INTERNAL;
+
+/* Owner only: take up to max blocks as a chain head..tail (the tail's link
+ * is undefined). Drains remote frees first if there are any. */
+unsigned backend_ss_take(hak_superslab_t *ss, unsigned max, void **head, void **tail) HAK_INTERNAL;
+/* Owner only: put one block back. Returns the transitions it caused. */
+#define HAK_SS_BECAME_ROOMY 1u  /* had no room before */
+#define HAK_SS_BECAME_EMPTY 2u  /* no block out any more */
+unsigned backend_ss_free_local(hak_superslab_t *ss, void *p) HAK_INTERNAL;
+/* Owner only: move remote frees onto the slabs; returns how many. */
+unsigned backend_ss_drain(hak_superslab_t *ss) HAK_INTERNAL;
+HAK_INLINE bool ss_has_room(const hak_superslab_t *ss) { return ss->room_mask != 0; }
+HAK_INLINE bool ss_has_remote(hak_superslab_t *ss)
+{
+  return atomic_load_explicit(&ss->remote_head, memory_order_relaxed) != NULL;
+}
+
+/* Any thread: free a chain of n blocks (head..tail, all in ss) that the
+ * caller does not own. */
+void backend_remote_free(hak_superslab_t *ss, void *head, void *tail) HAK_INTERNAL;
+
+/* Owner only: SuperSlabs that got remote frees since the owner last looked,
+ * as a list linked by pend_next. Each is re-armed and drained; the caller
+ * decides where it goes (it may release some while walking: read pend_next
+ * first). */
+hak_superslab_t *backend_inbox_take(hak_owner_t *o) HAK_INTERNAL;
+
+/* Give every cached empty SuperSlab back to the OS (malloc_trim). Returns
+ * the number of bytes unmapped or decommitted. */
+size_t backend_trim(void) HAK_INTERNAL;
+/* Owner only: decommit the pages of slabs with no block out. */
+size_t backend_ss_decommit_idle(hak_superslab_t *ss) HAK_INTERNAL;
+
+/* Rare-event counters, always kept (global atomics). */
+uint64_t backend_ss_mapped(unsigned cls) HAK_INTERNAL;
+uint64_t backend_ss_unmapped(unsigned cls) HAK_INTERNAL;
+uint64_t backend_ss_live(void) HAK_INTERNAL;
+
+/* Validate p as a block of ss (inside a carved slab, at a block start).
+ * Safe only while ss cannot be unmapped (owned, or under the read lock). */
+HAK_INLINE bool ss_is_block(const hak_superslab_t *ss, const void *p)
+{
+  unsigned s = hak_slab_index(ss, p);
+  if (hak_unlikely(s < HAK_SS_FIRST_SLAB))
+    return false;
+  uint32_t off = (uint32_t)((uintptr_t)p & (HAK_SLAB_SIZE - 1));
+  return hak_class_is_block_offset(ss->cls, off);
+}
+
+void backend_fork_prepare(void) HAK_INTERNAL;
+void backend_fork_parent(void) HAK_INTERNAL;
+void backend_fork_child(void) HAK_INTERNAL;
+
+#endif /* HAK_SUPERSLAB_H */

@@ -1,0 +1,165 @@
+/*
+ * boxes/unified_cache/unified_cache.c — refill, flush and thread set-up of
+ * the unified cache. See unified_cache.h for the fill-tracking invariant:
+ *   blocks on bin c == (limit(c) - uc_slack[c]) + (int32)(pushes - pops)
+ * re-based (pushes = pops = 0) at every slow-path event.
+ */
+#include "boxes/unified_cache/unified_cache.h"
+#include "boxes/warm_pool/warm_pool.h"
+#include "backend/size_class.h"
+#include "hak/stats.h"
+
+__thread uc_bin_t uc_bins[HAK_NUM_CLASSES];
+__thread int32_t uc_slack[HAK_NUM_CLASSES];
+static __thread uint8_t uc_state; /* 0 new, 1 live, 2 gone */
+static void (*uc_thread_setup_hook)(void);
+
+void uc_set_thread_setup(void (*setup)(void)) { uc_thread_setup_hook = setup; }
+
+enum { UC_NEW = 0, UC_LIVE = 1, UC_GONE = 2 };
+
+/* How many blocks a bin may hold: about 64 KiB worth, 4..256 blocks. */
+static inline int32_t uc_limit(unsigned c)
+{
+#if HAK_UNIFIED_CACHE
+  uint32_t n = (uint32_t)(65536u / hak_class_size(c));
+  return (int32_t)(n < 4 ? 4 : n > 256 ? 256 : n);
+#else
+  (void)c;
+  return 0;
+#endif
+}
+
+static inline unsigned uc_batch(unsigned c)
+{
+  unsigned n = (unsigned)uc_limit(c) / 2;
+  return n ? n : 1;
+}
+
+static inline int32_t bin_fill(unsigned c)
+{
+  uc_bin_t *b = &uc_bins[c];
+  int32_t base = uc_state == UC_LIVE ? uc_limit(c) - uc_slack[c] : 0;
+  return base + (int32_t)(b->pushes - b->pops);
+}
+
+/* Re-base bin c to hold fill blocks, folding its pops into the hit count. */
+static inline void bin_rebase(unsigned c, int32_t fill)
+{
+  uc_bin_t *b = &uc_bins[c];
+  HAK_STAT_ADD(c, uc_hits, b->pops);
+  b->pushes = b->pops = 0;
+  uc_slack[c] = uc_state == UC_LIVE ? uc_limit(c) - fill : -1;
+}
+/* Outside UC_LIVE the base is 0 and the slack -1 (gone: every push flushes)
+ * or 0 (new: the first push reaches uc_flush, which sets the thread up). */
+
+void uc_thread_init(void)
+{
+  if (uc_state == UC_LIVE)
+    return;
+  warm_pool_thread_init();
+  int32_t fill[HAK_NUM_CLASSES];
+  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
+    fill[c] = bin_fill(c); /* a push may have landed before set-up */
+  uc_state = UC_LIVE;
+  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
+    bin_rebase(c, fill[c]);
+}
+
+void *uc_refill(unsigned c)
+{
+  void *head, *tail;
+  unsigned n = warm_pool_refill(c, HAK_UNIFIED_CACHE && uc_state == UC_LIVE ? uc_batch(c) : 1, &head, &tail);
+  HAK_STAT_ADD(c, uc_misses, 1);
+  if (hak_unlikely(n == 0))
+    return NULL;
+  uc_bin_t *b = &uc_bins[c];
+  int32_t fill = bin_fill(c);
+  if (n > 1) {
+    *(void **)tail = b->head;
+    b->head = *(void **)head;
+    fill += (int32_t)(n - 1);
+  }
+  bin_rebase(c, fill);
+  return head;
+}
+
+static void flush_n(unsigned c, int32_t fill, int32_t k)
+{
+  uc_bin_t *b = &uc_bins[c];
+  void *first = b->head, *last = first;
+  for (int32_t i = 1; i < k; i++)
+    last = *(void **)last;
+  b->head = *(void **)last;
+  warm_pool_return(c, first, (unsigned)k);
+  HAK_STAT_ADD(c, uc_flushes, 1);
+  bin_rebase(c, fill - k);
+}
+
+void uc_flush(unsigned c)
+{
+  if (uc_state == UC_NEW) {
+    /* The thread's first free, before its first malloc: set the thread up
+     * (the front's hook does all boxes), which counts the block pushed. */
+    if (uc_thread_setup_hook)
+      uc_thread_setup_hook();
+    else
+      uc_thread_init();
+    if (uc_state == UC_LIVE && bin_fill(c) <= uc_limit(c))
+      return;
+  }
+  int32_t fill = bin_fill(c);
+  if (fill <= 0) {
+    bin_rebase(c, 0);
+    return;
+  }
+  int32_t k = uc_state == UC_LIVE ? (int32_t)uc_batch(c) : fill;
+  if (k > fill)
+    k = fill;
+  flush_n(c, fill, k);
+}
+
+void uc_free_direct(unsigned c, void *p)
+{
+  warm_pool_return(c, p, 1);
+}
+
+bool uc_holds_recent(unsigned c, const void *p, unsigned depth)
+{
+  const void *q = uc_bins[c].head;
+  for (unsigned i = 0; q && i < depth; i++, q = *(void *const *)q)
+    if (q == p)
+      return true;
+  return false;
+}
+
+void uc_drain_all(void)
+{
+  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+    int32_t fill = bin_fill(c);
+    if (fill > 0 && uc_bins[c].head)
+      flush_n(c, fill, fill);
+    else
+      bin_rebase(c, 0);
+  }
+}
+
+void uc_thread_exit(void)
+{
+  uc_drain_all();
+  uc_state = UC_GONE;
+  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
+    bin_rebase(c, 0);
+}
+
+void uc_fold_stats(void)
+{
+  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+    uc_bin_t *b = &uc_bins[c];
+    if (b->pops) {
+      int32_t fill = bin_fill(c);
+      bin_rebase(c, fill);
+    }
+  }
+}

@@ -1,0 +1,252 @@
+/*
+ * boxes/warm_pool/warm_pool.c — see warm_pool.h.
+ *
+ * Invariants (per thread, per class k):
+ *   - every SuperSlab on k's pool is owned by this thread, has in_pool set,
+ *     and is linked through pool_next/pool_prev; k.count is their number;
+ *   - k.empties counts pool SuperSlabs with no block out (empty_counted);
+ *   - an owned SuperSlab not on the pool "floats": it had no room when it
+ *     left, and goes back on the pool when a free gives it room.
+ */
+#include "boxes/warm_pool/warm_pool.h"
+#include "backend/superslab.h"
+#include "hak/config.h"
+#include "hak/stats.h"
+
+typedef struct wp_class {
+  hak_superslab_t *top;
+  uint16_t count;
+  uint16_t empties;
+  uint32_t acquired;   /* SuperSlabs this class has taken on a miss */
+} wp_class_t;
+
+static __thread struct {
+  hak_owner_t *owner;
+  wp_class_t cls[HAK_NUM_CLASSES];
+} wp_tls;
+
+bool warm_pool_thread_init(void)
+{
+  if (wp_tls.owner)
+    return true;
+  wp_tls.owner = backend_owner_new();
+  return wp_tls.owner != NULL;
+}
+
+static void pool_unlink(wp_class_t *k, hak_superslab_t *ss)
+{
+  if (ss->pool_prev)
+    ss->pool_prev->pool_next = ss->pool_next;
+  else
+    k->top = ss->pool_next;
+  if (ss->pool_next)
+    ss->pool_next->pool_prev = ss->pool_prev;
+  ss->pool_next = ss->pool_prev = NULL;
+  ss->in_pool = 0;
+  k->count--;
+  if (ss->empty_counted) {
+    ss->empty_counted = 0;
+    k->empties--;
+  }
+}
+
+static void pool_link_top(wp_class_t *k, hak_superslab_t *ss)
+{
+  ss->pool_prev = NULL;
+  ss->pool_next = k->top;
+  if (k->top)
+    k->top->pool_prev = ss;
+  k->top = ss;
+  ss->in_pool = 1;
+  k->count++;
+  if (ss->used == 0) {
+    ss->empty_counted = 1;
+    k->empties++;
+  }
+}
+
+/* Put an owned SuperSlab with room on its pool, or give it up if the pool
+ * is full (or if it would be a second empty one). */
+static void pool_offer(hak_superslab_t *ss)
+{
+  wp_class_t *k = &wp_tls.cls[ss->cls];
+  if (ss->in_pool)
+    return;
+  if (!HAK_WARM_POOL || k->count >= HAK_WARM_POOL_MAX || (ss->used == 0 && k->empties > 0)) {
+    backend_ss_release(wp_tls.owner, ss);
+    return;
+  }
+  pool_link_top(k, ss);
+}
+
+static void take_inbox(void)
+{
+  hak_superslab_t *ss = backend_inbox_take(wp_tls.owner);
+  while (ss) {
+    hak_superslab_t *next = ss->pend_next;
+    HAK_STAT_ADD(ss->cls, inbox_taken, 1);
+    if (ss_has_room(ss))
+      pool_offer(ss);
+    ss = next;
+  }
+}
+
+static hak_superslab_t *acquire(unsigned cls)
+{
+  HAK_STAT_ADD(cls, registry_scans, 1);
+  hak_superslab_t *ss = backend_ss_adopt(wp_tls.owner, cls);
+  if (!ss)
+    ss = backend_ss_new(wp_tls.owner, cls);
+  return ss;
+}
+
+#if HAK_WARM_POOL
+
+unsigned warm_pool_refill(unsigned cls, unsigned max, void **head, void **tail)
+{
+  wp_class_t *k = &wp_tls.cls[cls];
+  for (hak_superslab_t *ss = k->top; ss; ss = k->top) {
+    unsigned n = backend_ss_take(ss, max, head, tail);
+    if (hak_likely(n)) {
+      if (ss->empty_counted) {
+        ss->empty_counted = 0;
+        k->empties--;
+      }
+      HAK_STAT_ADD(cls, warm_hits, 1);
+      return n;
+    }
+    pool_unlink(k, ss); /* exhausted: it floats until a free gives it room */
+  }
+  HAK_STAT_ADD(cls, warm_misses, 1);
+  take_inbox();
+  if (!k->top) {
+    hak_superslab_t *ss = acquire(cls);
+    if (!ss)
+      return 0;
+    /* Prefill: a pool that runs empty again gets extra SuperSlabs, so the
+     * next exhaustion is a hit instead of another registry scan. A class's
+     * first SuperSlab comes alone: most classes of most threads never need
+     * a second one, and each prefilled SuperSlab costs a header page. */
+    unsigned budget = k->acquired++ ? HAK_PREFILL_EFFECTIVE : 0;
+    for (unsigned i = 0; i < budget && k->count + 1u < HAK_WARM_POOL_MAX; i++) {
+      hak_superslab_t *extra = acquire(cls);
+      if (!extra)
+        break;
+      HAK_STAT_ADD(cls, prefilled, 1);
+      pool_link_top(k, extra);
+    }
+    pool_link_top(k, ss);
+  }
+  hak_superslab_t *ss = k->top;
+  unsigned n = backend_ss_take(ss, max, head, tail);
+  if (ss->empty_counted && n) {
+    ss->empty_counted = 0;
+    k->empties--;
+  }
+  return n;
+}
+
+#else /* no warm pool: every refill goes through the registry */
+
+unsigned warm_pool_refill(unsigned cls, unsigned max, void **head, void **tail)
+{
+  HAK_STAT_ADD(cls, warm_misses, 1);
+  hak_superslab_t *ss = acquire(cls);
+  if (!ss)
+    return 0;
+  unsigned n = backend_ss_take(ss, max, head, tail);
+  backend_ss_release(wp_tls.owner, ss);
+  return n;
+}
+
+#endif
+
+void warm_pool_return(unsigned cls, void *head, unsigned n)
+{
+  hak_owner_t *me = wp_tls.owner;
+  void *run_head = NULL, *run_tail = NULL;
+  hak_superslab_t *run_ss = NULL;
+  unsigned remote = 0;
+  void *b = head;
+  for (unsigned i = 0; i < n; i++) {
+    void *next = *(void **)b;
+    hak_superslab_t *ss = hak_ss_of(b);
+    if (me && ss_is_owner(ss, me)) {
+      unsigned ev = backend_ss_free_local(ss, b);
+      if (ev) {
+        if (!ss->in_pool) {
+          pool_offer(ss);
+        } else if ((ev & HAK_SS_BECAME_EMPTY) && !ss->empty_counted) {
+          wp_class_t *k = &wp_tls.cls[ss->cls];
+          if (k->empties > 0) {
+            pool_unlink(k, ss);
+            backend_ss_release(me, ss);
+          } else {
+            ss->empty_counted = 1;
+            k->empties++;
+          }
+        }
+      }
+    } else {
+      if (ss != run_ss && run_ss) {
+        backend_remote_free(run_ss, run_head, run_tail);
+        run_head = NULL;
+      }
+      if (!run_head)
+        run_head = b;
+      else
+        *(void **)run_tail = b;
+      run_tail = b;
+      run_ss = ss;
+      remote++;
+    }
+    b = next;
+  }
+  if (run_head)
+    backend_remote_free(run_ss, run_head, run_tail);
+  if (remote)
+    HAK_STAT_ADD(cls, remote_frees, remote);
+}
+
+size_t warm_pool_trim(void)
+{
+  size_t bytes = 0;
+  if (!wp_tls.owner)
+    return 0;
+  take_inbox();
+  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+    wp_class_t *k = &wp_tls.cls[c];
+    hak_superslab_t *ss = k->top;
+    while (ss) {
+      hak_superslab_t *next = ss->pool_next;
+      if (ss->used == 0) {
+        pool_unlink(k, ss);
+        backend_ss_release(wp_tls.owner, ss);
+        bytes += HAK_SS_SIZE;
+      } else {
+        bytes += backend_ss_decommit_idle(ss);
+      }
+      ss = next;
+    }
+  }
+  return bytes;
+}
+
+unsigned warm_pool_count(unsigned cls)
+{
+  return wp_tls.cls[cls].count;
+}
+
+void warm_pool_thread_exit(void)
+{
+  hak_owner_t *o = wp_tls.owner;
+  if (!o)
+    return;
+  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+    wp_class_t *k = &wp_tls.cls[c];
+    while (k->top)
+      pool_unlink(k, k->top);
+  }
+  backend_owner_retire(o);
+  wp_tls.owner = NULL;
+}

@@ -1,0 +1,46 @@
+/*
+ * boxes/warm_pool — per-thread, per-class LIFO of the SuperSlabs this thread
+ * owns that have room. It supplies blocks to the unified cache and takes
+ * them back.
+ *
+ * Refill: carve from the SuperSlab on top of the class's pool (a hit); an
+ * exhausted one leaves the pool and floats until frees give it room again.
+ * When the pool runs empty (a miss): first the thread's inbox (SuperSlabs
+ * that other threads freed into), then the registry index (ownerless
+ * SuperSlabs with room: a "registry scan"), then a new SuperSlab from the
+ * backend; on a miss the pool is prefilled with HAK_PREFILL extra
+ * SuperSlabs so a working set of them builds up. The pool holds at most
+ * HAK_WARM_POOL_MAX SuperSlabs per class and at most one empty one; the
+ * rest go back to the registry or the backend.
+ *
+ * With -Dwarm_pool=false the same interface keeps no SuperSlab: every
+ * refill is a miss that adopts one from the registry (or maps one), carves,
+ * and hands it back ownerless.
+ *
+ * Thread-private: no lock and no atomic on this box's own state.
+ */
+#ifndef HAK_WARM_POOL_H
+#define HAK_WARM_POOL_H
+
+#include "hak/common.h"
+
+/* Set up / tear down the calling thread's pool. init returns false when
+ * out of memory. exit releases every SuperSlab the thread owns: call it
+ * after the unified cache has given its blocks back. */
+bool warm_pool_thread_init(void) HAK_INTERNAL;
+void warm_pool_thread_exit(void) HAK_INTERNAL;
+
+/* Up to max blocks of class cls as a chain head..tail; 0 when out of memory. */
+unsigned warm_pool_refill(unsigned cls, unsigned max, void **head, void **tail) HAK_INTERNAL;
+
+/* Take back n blocks of class cls linked through their first word (the last
+ * one's link is ignored). Blocks may belong to any thread's SuperSlab. */
+void warm_pool_return(unsigned cls, void *head, unsigned n) HAK_INTERNAL;
+
+/* Give back what the calling thread's pools hold idle. Bytes released. */
+size_t warm_pool_trim(void) HAK_INTERNAL;
+
+/* Current number of SuperSlabs in the calling thread's pool for cls. */
+unsigned warm_pool_count(unsigned cls) HAK_INTERNAL;
+
+#endif /* HAK_WARM_POOL_H */

@@ -1,0 +1,25 @@
+/*
+ * front/front.h — what the front's files share: thread set-up and the
+ * library's global state. Nothing below the front includes this.
+ */
+#ifndef HAK_FRONT_H
+#define HAK_FRONT_H
+
+#include "hak/common.h"
+
+enum { HAK_THREAD_NEW = 0, HAK_THREAD_LIVE = 1, HAK_THREAD_GONE = 2 };
+extern __thread uint8_t hak_thread_state HAK_INTERNAL;
+
+/* Make the calling thread ready to allocate (every box set up, exit hook
+ * armed). Cheap to call again. */
+void hak_thread_setup(void) HAK_INTERNAL;
+
+/* Statistics output at exit, as HAKMEM_STATS asks (front/stats.c). */
+void hak_stats_at_exit(void) HAK_INTERNAL;
+void hak_stats_thread_start(void) HAK_INTERNAL;
+void hak_stats_thread_fold(void) HAK_INTERNAL;
+void hak_stats_fork_prepare(void) HAK_INTERNAL;
+void hak_stats_fork_parent(void) HAK_INTERNAL;
+void hak_stats_fork_child(void) HAK_INTERNAL;
+
+#endif /* HAK_FRONT_H */

@@ -1,0 +1,409 @@
+/*
+ * front/stats.c — per-thread counter blocks, their merge, and the output
+ * that HAKMEM_STATS asks for.
+ *
+ * Each live thread has a block of counters (mapped, recycled, never freed)
+ * on a list under stats_lock; an exiting thread adds its block into the
+ * global totals and gives the block back. Readers sum the totals and the
+ * live blocks with relaxed loads. Output is formatted into a mapped buffer
+ * and written with write(2): no stdio, no malloc.
+ *
+ * Environment: HAKMEM_STATS=1 (table) or json (one JSON object on one line),
+ * to stderr or appended to HAKMEM_STATS_FILE.
+ */
+#include "front/front.h"
+#include "hakmem.h"
+#include "hak/stats.h"
+#include "boxes/unified_cache/unified_cache.h"
+#include "boxes/warm_pool/warm_pool.h"
+#include "backend/superslab.h"
+#include "backend/large.h"
+#include "backend/size_class.h"
+#include "backend/os.h"
+#include "registry/registry.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+static const char *const stat_names[HAK_STAT_COUNT] = {
+#define HAK_STAT_NAME(name) #name,
+  HAK_STAT_COUNTERS(HAK_STAT_NAME)
+#undef HAK_STAT_NAME
+};
+
+#if HAK_STATS
+static hak_thread_stats_t stats_sink;
+__thread hak_thread_stats_t *hak_tls_stats = &stats_sink;
+static hak_thread_stats_t stats_global;   /* folded from exited threads */
+static hak_thread_stats_t *stats_live;
+static hak_thread_stats_t *stats_free;
+static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void hak_stats_thread_start(void)
+{
+  if (hak_tls_stats != &stats_sink)
+    return;
+  pthread_mutex_lock(&stats_lock);
+  hak_thread_stats_t *ts = stats_free;
+  if (ts) {
+    stats_free = ts->next;
+  } else {
+    void *m = mmap(NULL, sizeof *ts, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ts = m == MAP_FAILED ? NULL : m;
+  }
+  if (ts) {
+    memset(ts->cls, 0, sizeof ts->cls);
+    ts->prev = NULL;
+    ts->next = stats_live;
+    if (stats_live)
+      stats_live->prev = ts;
+    stats_live = ts;
+    hak_tls_stats = ts;
+  }
+  pthread_mutex_unlock(&stats_lock);
+}
+
+static void add_block(hak_thread_stats_t *dst, const hak_thread_stats_t *src)
+{
+  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
+    for (unsigned i = 0; i < HAK_STAT_COUNT; i++) {
+      uint64_t v = __atomic_load_n(&src->cls[c].v[i], __ATOMIC_RELAXED);
+      __atomic_store_n(&dst->cls[c].v[i], __atomic_load_n(&dst->cls[c].v[i], __ATOMIC_RELAXED) + v,
+                       __ATOMIC_RELAXED);
+    }
+}
+
+void hak_stats_thread_fold(void)
+{
+  uc_fold_stats();
+  hak_thread_stats_t *ts = hak_tls_stats;
+  if (ts == &stats_sink)
+    return;
+  pthread_mutex_lock(&stats_lock);
+  add_block(&stats_global, ts);
+  if (ts->prev)
+    ts->prev->next = ts->next;
+  else
+    stats_live = ts->next;
+  if (ts->next)
+    ts->next->prev = ts->prev;
+  ts->next = stats_free;
+  stats_free = ts;
+  hak_tls_stats = &stats_sink;
+  pthread_mutex_unlock(&stats_lock);
+}
+
+/* Sum of everything: exited threads, live threads, the sink. */
+static void stats_collect(hak_thread_stats_t *out)
+{
+  uc_fold_stats();
+  memset(out, 0, sizeof *out);
+  pthread_mutex_lock(&stats_lock);
+  add_block(out, &stats_global);
+  for (hak_thread_stats_t *ts = stats_live; ts; ts = ts->next)
+    add_block(out, ts);
+  add_block(out, &stats_sink);
+  pthread_mutex_unlock(&stats_lock);
+}
+
+void hak_stats_fork_prepare(void) { pthread_mutex_lock(&stats_lock); }
+void hak_stats_fork_parent(void) { pthread_mutex_unlock(&stats_lock); }
+void hak_stats_fork_child(void) { pthread_mutex_init(&stats_lock, NULL); }
+#else
+void hak_stats_thread_start(void) {}
+void hak_stats_thread_fold(void) {}
+void hak_stats_fork_prepare(void) {}
+void hak_stats_fork_parent(void) {}
+void hak_stats_fork_child(void) {}
+#endif
+
+/* ---- Output -------------------------------------------------------------- */
+
+typedef struct outbuf {
+  char *p;
+  size_t len, cap;
+} outbuf_t;
+
+static void out_str(outbuf_t *o, const char *s)
+{
+  size_t l = strlen(s);
+  if (o->len + l > o->cap)
+    l = o->cap - o->len;
+  memcpy(o->p + o->len, s, l);
+  o->len += l;
+}
+
+static void out_u64(outbuf_t *o, unsigned long long v)
+{
+  char b[24];
+  b[hak_fmt_u64(b, v)] = 0;
+  out_str(o, b);
+}
+
+static void out_pad(outbuf_t *o, const char *s, size_t width, bool right)
+{
+  size_t l = strlen(s);
+  if (right)
+    for (size_t i = l; i < width; i++)
+      out_str(o, " ");
+  out_str(o, s);
+  if (!right)
+    for (size_t i = l; i < width; i++)
+      out_str(o, " ");
+}
+
+static void out_u64_pad(outbuf_t *o, unsigned long long v, size_t width)
+{
+  char b[24];
+  b[hak_fmt_u64(b, v)] = 0;
+  out_pad(o, b, width, true);
+}
+
+#define EXTRA_COUNTERS(X) X(superslabs_mapped) X(superslabs_unmapped)
+
+static void config_json(outbuf_t *o)
+{
+  out_str(o, "{\"unified_cache\":");
+  out_u64(o, HAK_UNIFIED_CACHE);
+  out_str(o, ",\"warm_pool\":");
+  out_u64(o, HAK_WARM_POOL);
+  out_str(o, ",\"prefill\":");
+  out_u64(o, HAK_PREFILL);
+  out_str(o, ",\"warm_pool_max\":");
+  out_u64(o, HAK_WARM_POOL_MAX);
+  out_str(o, ",\"stats\":");
+  out_u64(o, HAK_STATS);
+  out_str(o, "}");
+}
+
+static const char *config_string(void)
+{
+  return "variant=" HAK_VARIANT " unified_cache=" HAK_STR(HAK_UNIFIED_CACHE) " warm_pool=" HAK_STR(
+    HAK_WARM_POOL) " prefill=" HAK_STR(HAK_PREFILL) " warm_pool_max=" HAK_STR(HAK_WARM_POOL_MAX) " stats=" HAK_STR(HAK_STATS);
+}
+
+HAK_EXPORT const char *hak_config_string(void) { return config_string(); }
+HAK_EXPORT const char *hak_version(void) { return HAK_VERSION; }
+
+#if HAK_STATS
+static void format_json(outbuf_t *o, const hak_thread_stats_t *s)
+{
+  uint64_t tot[HAK_STAT_COUNT] = {0};
+  uint64_t mapped = 0, unmapped = 0;
+  out_str(o, "{\"allocator\":\"hakmem\",\"version\":\"" HAK_VERSION "\",\"variant\":\"" HAK_VARIANT "\",\"pid\":");
+  out_u64(o, (unsigned long long)getpid());
+  out_str(o, ",\"config\":");
+  config_json(o);
+  out_str(o, ",\"classes\":[");
+  bool first = true;
+  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+    bool any = backend_ss_mapped(c) != 0;
+    for (unsigned i = 0; i < HAK_STAT_COUNT; i++) {
+      tot[i] += s->cls[c].v[i];
+      any |= s->cls[c].v[i] != 0;
+    }
+    mapped += backend_ss_mapped(c);
+    unmapped += backend_ss_unmapped(c);
+    if (!any)
+      continue;
+    out_str(o, first ? "{\"class\":" : ",{\"class\":");
+    first = false;
+    out_u64(o, c);
+    out_str(o, ",\"size\":");
+    out_u64(o, hak_class_size(c));
+    for (unsigned i = 0; i < HAK_STAT_COUNT; i++) {
+      out_str(o, ",\"");
+      out_str(o, stat_names[i]);
+      out_str(o, "\":");
+      out_u64(o, s->cls[c].v[i]);
+    }
+    out_str(o, ",\"superslabs_mapped\":");
+    out_u64(o, backend_ss_mapped(c));
+    out_str(o, ",\"superslabs_unmapped\":");
+    out_u64(o, backend_ss_unmapped(c));
+    out_str(o, "}");
+  }
+  out_str(o, "],\"totals\":{");
+  for (unsigned i = 0; i < HAK_STAT_COUNT; i++) {
+    out_str(o, i ? ",\"" : "\"");
+    out_str(o, stat_names[i]);
+    out_str(o, "\":");
+    out_u64(o, tot[i]);
+  }
+  out_str(o, ",\"superslabs_mapped\":");
+  out_u64(o, mapped);
+  out_str(o, ",\"superslabs_unmapped\":");
+  out_u64(o, unmapped);
+  out_str(o, ",\"superslabs_live\":");
+  out_u64(o, backend_ss_live());
+  out_str(o, ",\"large_allocs\":");
+  out_u64(o, large_allocs());
+  out_str(o, ",\"large_frees\":");
+  out_u64(o, large_frees());
+  out_str(o, ",\"large_cache_hits\":");
+  out_u64(o, large_cache_hits());
+  out_str(o, ",\"registry_leaves\":");
+  out_u64(o, registry_leaves_mapped());
+  out_str(o, "}}\n");
+}
+
+static void format_table(outbuf_t *o, const hak_thread_stats_t *s)
+{
+  static const char *const cols[] = {"uc_hits", "uc_misses", "warm_hits", "warm_misses", "prefilled",
+                                     "registry_scans", "remote_frees"};
+  static const unsigned ids[] = {HAK_STAT_uc_hits,  HAK_STAT_uc_misses,      HAK_STAT_warm_hits,
+                                 HAK_STAT_warm_misses, HAK_STAT_prefilled, HAK_STAT_registry_scans,
+                                 HAK_STAT_remote_frees};
+  const unsigned ncols = sizeof ids / sizeof ids[0];
+  uint64_t tot[HAK_STAT_COUNT] = {0};
+  out_str(o, "hakmem " HAK_VERSION " statistics (pid ");
+  out_u64(o, (unsigned long long)getpid());
+  out_str(o, ")\nconfig: ");
+  out_str(o, config_string());
+  out_str(o, "\n\nclass   size");
+  for (unsigned i = 0; i < ncols; i++)
+    out_pad(o, cols[i], 15, true);
+  out_pad(o, "ss_mapped", 11, true);
+  out_str(o, "   warm hit%\n");
+  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+    bool any = false;
+    for (unsigned i = 0; i < HAK_STAT_COUNT; i++) {
+      tot[i] += s->cls[c].v[i];
+      any |= s->cls[c].v[i] != 0;
+    }
+    if (!any)
+      continue;
+    out_u64_pad(o, c, 5);
+    out_u64_pad(o, hak_class_size(c), 7);
+    for (unsigned i = 0; i < ncols; i++)
+      out_u64_pad(o, s->cls[c].v[ids[i]], 15);
+    out_u64_pad(o, backend_ss_mapped(c), 11);
+    uint64_t h = s->cls[c].v[HAK_STAT_warm_hits], m = s->cls[c].v[HAK_STAT_warm_misses];
+    out_u64_pad(o, h + m ? (h * 1000 / (h + m)) / 10 : 0, 10);
+    out_str(o, ".");
+    out_u64(o, h + m ? (h * 1000 / (h + m)) % 10 : 0);
+    out_str(o, "\n");
+  }
+  out_str(o, "total       ");
+  for (unsigned i = 0; i < ncols; i++)
+    out_u64_pad(o, tot[ids[i]], 15);
+  uint64_t mapped = 0;
+  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
+    mapped += backend_ss_mapped(c);
+  out_u64_pad(o, mapped, 11);
+  uint64_t h = tot[HAK_STAT_warm_hits], m = tot[HAK_STAT_warm_misses];
+  out_u64_pad(o, h + m ? (h * 1000 / (h + m)) / 10 : 0, 10);
+  out_str(o, ".");
+  out_u64(o, h + m ? (h * 1000 / (h + m)) % 10 : 0);
+  out_str(o, "\n\nlarge blocks: ");
+  out_u64(o, large_allocs());
+  out_str(o, " allocated, ");
+  out_u64(o, large_frees());
+  out_str(o, " freed, ");
+  out_u64(o, large_cache_hits());
+  out_str(o, " served from the cache\nsuperslabs live: ");
+  out_u64(o, backend_ss_live());
+  out_str(o, "\n");
+}
+#endif
+
+static int write_all(int fd, const char *p, size_t n)
+{
+  while (n) {
+    ssize_t w = write(fd, p, n);
+    if (w <= 0)
+      return -1;
+    p += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+HAK_EXPORT int hak_stats_write(int fd, int json)
+{
+  size_t cap = 256 * 1024;
+  char *buf = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (buf == MAP_FAILED)
+    return -1;
+  outbuf_t o = {buf, 0, cap};
+#if HAK_STATS
+  static hak_thread_stats_t snapshot; /* large: not on the stack */
+  stats_collect(&snapshot);
+  if (json)
+    format_json(&o, &snapshot);
+  else
+    format_table(&o, &snapshot);
+#else
+  if (json) {
+    out_str(&o, "{\"allocator\":\"hakmem\",\"version\":\"" HAK_VERSION "\",\"variant\":\"" HAK_VARIANT "\",\"pid\":");
+    out_u64(&o, (unsigned long long)getpid());
+    out_str(&o, ",\"config\":");
+    config_json(&o);
+    out_str(&o, "}\n");
+  } else {
+    out_str(&o, "hakmem " HAK_VERSION ": statistics are compiled out (-Dstats=false)\nconfig: ");
+    out_str(&o, config_string());
+    out_str(&o, "\n");
+  }
+#endif
+  int r = write_all(fd, o.p, o.len);
+  munmap(buf, cap);
+  return r;
+}
+
+HAK_EXPORT int hak_stats_get(const char *name, unsigned long long *value)
+{
+#if HAK_STATS
+  static hak_thread_stats_t snapshot;
+  stats_collect(&snapshot);
+  unsigned long long v = 0;
+  for (unsigned i = 0; i < HAK_STAT_COUNT; i++)
+    if (strcmp(name, stat_names[i]) == 0) {
+      for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
+        v += snapshot.cls[c].v[i];
+      *value = v;
+      return 0;
+    }
+  if (strcmp(name, "superslabs_mapped") == 0 || strcmp(name, "superslabs_unmapped") == 0) {
+    bool m = name[11] == 'm';
+    for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
+      v += m ? backend_ss_mapped(c) : backend_ss_unmapped(c);
+    *value = v;
+    return 0;
+  }
+  if (strcmp(name, "large_allocs") == 0) {
+    *value = large_allocs();
+    return 0;
+  }
+  if (strcmp(name, "large_frees") == 0) {
+    *value = large_frees();
+    return 0;
+  }
+#else
+  (void)name;
+  (void)value;
+#endif
+  return -1;
+}
+
+void hak_stats_at_exit(void)
+{
+  const char *mode = getenv("HAKMEM_STATS");
+  if (!mode || !*mode || strcmp(mode, "0") == 0)
+    return;
+  int json = strcmp(mode, "json") == 0;
+  const char *file = getenv("HAKMEM_STATS_FILE");
+  int fd = STDERR_FILENO;
+  if (file && *file) {
+    fd = open(file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0)
+      return;
+  }
+  hak_stats_write(fd, json);
+  if (fd != STDERR_FILENO)
+    close(fd);
+}

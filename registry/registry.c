@@ -1,0 +1,170 @@
+/*
+ * registry/registry.c — the address map (radix table of chunk tags) and the
+ * per-class index of ownerless SuperSlabs. See registry.h for the contract.
+ *
+ * Leaves are 512 KiB of address space each, mapped with mmap (never malloc)
+ * and never unmapped: the readers' fast lookup relies on that. Only the
+ * pages that hold tags of live chunks are ever touched.
+ */
+#include "registry/registry.h"
+
+#include <sys/mman.h>
+
+hak_reg_leaf_t *hak_reg_top[HAK_REG_TOP_SIZE];
+
+static pthread_mutex_t reg_mutex = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic uint64_t reg_leaves;
+
+static hak_reg_leaf_t *leaf_for(uintptr_t base, bool create)
+{
+  size_t top = base >> (HAK_SS_SHIFT + HAK_REG_LEAF_BITS);
+  if (top >= HAK_REG_TOP_SIZE)
+    return NULL;
+  hak_reg_leaf_t *leaf = __atomic_load_n(&hak_reg_top[top], __ATOMIC_ACQUIRE);
+  if (leaf || !create)
+    return leaf;
+  pthread_mutex_lock(&reg_mutex);
+  leaf = __atomic_load_n(&hak_reg_top[top], __ATOMIC_ACQUIRE);
+  if (!leaf) {
+    void *m = mmap(NULL, sizeof(hak_reg_leaf_t), PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m != MAP_FAILED) {
+      leaf = m;
+#ifdef HAK_TSAN
+      __atomic_store_n(&hak_reg_top[top], leaf, __ATOMIC_RELEASE);
+#else
+      rcu_assign_pointer(hak_reg_top[top], leaf);
+#endif
+      atomic_fetch_add_explicit(&reg_leaves, 1, memory_order_relaxed);
+    }
+  }
+  pthread_mutex_unlock(&reg_mutex);
+  return leaf;
+}
+
+static _Atomic uint64_t *slot_for(uintptr_t base, bool create)
+{
+  hak_reg_leaf_t *leaf = leaf_for(base, create);
+  return leaf ? &leaf->tag[(base >> HAK_SS_SHIFT) & (HAK_REG_LEAF_SIZE - 1)] : NULL;
+}
+
+int registry_set_tag(uintptr_t base, uint64_t tag)
+{
+  _Atomic uint64_t *slot = slot_for(base, true);
+  if (!slot)
+    return -1;
+  atomic_store_explicit(slot, tag, memory_order_release);
+  return 0;
+}
+
+void registry_clear_tag(uintptr_t base)
+{
+  _Atomic uint64_t *slot = slot_for(base, false);
+  if (slot)
+    atomic_store_explicit(slot, 0, memory_order_release);
+}
+
+bool registry_swap_tag(uintptr_t base, uint64_t expected, uint64_t desired)
+{
+  _Atomic uint64_t *slot = slot_for(base, desired != 0);
+  if (!slot)
+    return expected == 0 && desired == 0;
+  return atomic_compare_exchange_strong(slot, &expected, desired);
+}
+
+void registry_synchronize(void)
+{
+  urcu_bp_synchronize_rcu();
+  HAK_TSAN_ACQUIRE(&hak_reg_top);
+}
+
+uint64_t registry_leaves_mapped(void)
+{
+  return atomic_load_explicit(&reg_leaves, memory_order_relaxed);
+}
+
+/* ---- Per-class index ---------------------------------------------------- */
+
+static struct {
+  pthread_mutex_t lock;
+  hak_reg_link_t head;      /* circular sentinel; head.next is popped first */
+  size_t length;
+} __attribute__((aligned(64))) reg_index[HAK_NUM_CLASSES];
+
+/* A zeroed pthread mutex is an unlocked default mutex on glibc, so the
+ * index works before any constructor ran; fork's child re-initialises. */
+static void index_init_one(unsigned c)
+{
+  pthread_mutex_init(&reg_index[c].lock, NULL);
+}
+
+static void ensure_head(unsigned c)
+{
+  /* The constructor may not have run yet when malloc is called by an
+   * earlier constructor; a zeroed head is turned into an empty ring here. */
+  if (hak_unlikely(reg_index[c].head.next == NULL))
+    reg_index[c].head.next = reg_index[c].head.prev = &reg_index[c].head;
+}
+
+void registry_index_lock(unsigned c) { pthread_mutex_lock(&reg_index[c].lock); }
+void registry_index_unlock(unsigned c) { pthread_mutex_unlock(&reg_index[c].lock); }
+
+void registry_index_push(unsigned c, hak_reg_link_t *l)
+{
+  ensure_head(c);
+  if (l->linked)
+    return;
+  hak_reg_link_t *h = &reg_index[c].head;
+  l->next = h->next;
+  l->prev = h;
+  h->next->prev = l;
+  h->next = l;
+  l->linked = true;
+  reg_index[c].length++;
+}
+
+void registry_index_remove(unsigned c, hak_reg_link_t *l)
+{
+  if (!l->linked)
+    return;
+  l->prev->next = l->next;
+  l->next->prev = l->prev;
+  l->next = l->prev = NULL;
+  l->linked = false;
+  reg_index[c].length--;
+}
+
+hak_reg_link_t *registry_index_pop(unsigned c)
+{
+  ensure_head(c);
+  hak_reg_link_t *h = &reg_index[c].head;
+  if (h->next == h)
+    return NULL;
+  hak_reg_link_t *l = h->next;
+  registry_index_remove(c, l);
+  return l;
+}
+
+size_t registry_index_length(unsigned c) { return reg_index[c].length; }
+
+void registry_fork_prepare_index(void)
+{
+  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
+    pthread_mutex_lock(&reg_index[c].lock);
+}
+
+void registry_fork_prepare_map(void) { pthread_mutex_lock(&reg_mutex); }
+
+void registry_fork_parent(void)
+{
+  pthread_mutex_unlock(&reg_mutex);
+  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
+    pthread_mutex_unlock(&reg_index[c].lock);
+}
+
+void registry_fork_child(void)
+{
+  pthread_mutex_init(&reg_mutex, NULL);
+  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
+    index_init_one(c);
+}

@@ -1,0 +1,120 @@
+/*
+ * registry/ — the super registry: address → SuperSlab tag, and the per-class
+ * index of ownerless SuperSlabs with room.
+ *
+ * Address map. Every SuperSlab (and every large block) occupies chunks of
+ * HAK_SS_SIZE aligned to that size. A two-level radix table maps a chunk
+ * base to a 64-bit tag (kind and size class; 0 = not ours). The top level is
+ * a static array covering the 48-bit user address space; leaves are mapped on
+ * demand and published with rcu_assign_pointer. There is no capacity to fill:
+ * every chunk of the address space has its slot.
+ *
+ * Readers. registry_tag() is lock-free and needs no read lock: a leaf, once
+ * published, is never unmapped, so the two loads are always safe. What the
+ * RCU read lock protects is the memory the tag points at: a reader that will
+ * dereference a SuperSlab or large-block header it does not own brackets the
+ * lookup and the use with registry_read_lock()/unlock(); the backend clears a
+ * tag, calls registry_synchronize() (with no allocator lock held), and only
+ * then unmaps.
+ *
+ * Writers. registry_set_tag() publishes a tag (creating the leaf under the
+ * registry mutex if needed); tags are plain atomic stores.
+ *
+ * Per-class index. An intrusive doubly-linked list per size class of
+ * SuperSlabs that no thread owns and that have room, under a per-class mutex
+ * that also serialises every operation on such ownerless SuperSlabs. O(1)
+ * push, remove and pop: no scan.
+ *
+ * Lock order: class index lock → backend lock → registry mutex.
+ */
+#ifndef HAK_REGISTRY_H
+#define HAK_REGISTRY_H
+
+#include "hak/common.h"
+#include "hak/tsan.h"
+#include <pthread.h>
+#include <stdatomic.h>
+
+#define _LGPL_SOURCE 1
+#include <urcu-bp.h>
+
+/* Tag layout: bits 0..7 size class, bits 8..15 kind. */
+#define HAK_TAG_KIND_SHIFT 8
+enum hak_tag_kind { HAK_KIND_NONE = 0, HAK_KIND_SMALL = 1, HAK_KIND_LARGE = 2 };
+
+static inline uint64_t hak_tag_make(unsigned kind, unsigned cls)
+{
+  return ((uint64_t)kind << HAK_TAG_KIND_SHIFT) | cls;
+}
+static inline unsigned hak_tag_kind(uint64_t tag) { return (unsigned)(tag >> HAK_TAG_KIND_SHIFT) & 0xff; }
+static inline unsigned hak_tag_class(uint64_t tag) { return (unsigned)tag & 0xff; }
+
+#define HAK_REG_ADDR_BITS  48
+#define HAK_REG_LEAF_BITS  16
+#define HAK_REG_TOP_BITS   (HAK_REG_ADDR_BITS - HAK_SS_SHIFT - HAK_REG_LEAF_BITS)
+#define HAK_REG_TOP_SIZE   ((size_t)1 << HAK_REG_TOP_BITS)
+#define HAK_REG_LEAF_SIZE  ((size_t)1 << HAK_REG_LEAF_BITS)
+
+typedef struct hak_reg_leaf {
+  _Atomic uint64_t tag[HAK_REG_LEAF_SIZE];
+} hak_reg_leaf_t;
+
+extern hak_reg_leaf_t *hak_reg_top[HAK_REG_TOP_SIZE] HAK_INTERNAL;
+
+/* The tag of the chunk holding p; 0 when p is not in a registered chunk.
+ * Lock-free, two loads, safe for any p (wild pointers included). */
+HAK_INLINE uint64_t registry_tag(const void *p)
+{
+  uintptr_t a = (uintptr_t)p;
+  if (hak_unlikely(a >> HAK_REG_ADDR_BITS))
+    return 0;
+  hak_reg_leaf_t *leaf = __atomic_load_n(&hak_reg_top[a >> (HAK_SS_SHIFT + HAK_REG_LEAF_BITS)],
+                                         __ATOMIC_ACQUIRE);
+  if (hak_unlikely(leaf == NULL))
+    return 0;
+  return atomic_load_explicit(&leaf->tag[(a >> HAK_SS_SHIFT) & (HAK_REG_LEAF_SIZE - 1)],
+                              memory_order_acquire);
+}
+
+/* Publish a tag for the chunk at base (aligned to HAK_SS_SIZE). Returns -1
+ * if a leaf could not be mapped (out of memory), 0 otherwise. */
+int  registry_set_tag(uintptr_t base, uint64_t tag) HAK_INTERNAL;
+void registry_clear_tag(uintptr_t base) HAK_INTERNAL;
+/* Atomically replace expected by desired; false if the tag was not expected. */
+bool registry_swap_tag(uintptr_t base, uint64_t expected, uint64_t desired) HAK_INTERNAL;
+
+HAK_INLINE void registry_read_lock(void) { urcu_bp_read_lock(); }
+HAK_INLINE void registry_read_unlock(void)
+{
+  HAK_TSAN_RELEASE(&hak_reg_top);
+  urcu_bp_read_unlock();
+}
+/* Wait until every reader that might still see a cleared tag has left its
+ * read section. Call with no allocator lock held and outside a read section. */
+void registry_synchronize(void) HAK_INTERNAL;
+
+/* ---- Per-class index of ownerless SuperSlabs with room. ---------------- */
+typedef struct hak_reg_link {
+  struct hak_reg_link *next, *prev;
+  bool linked;
+} hak_reg_link_t;
+
+void            registry_index_lock(unsigned cls) HAK_INTERNAL;
+void            registry_index_unlock(unsigned cls) HAK_INTERNAL;
+/* The three below need the class lock held. */
+void            registry_index_push(unsigned cls, hak_reg_link_t *link) HAK_INTERNAL;
+void            registry_index_remove(unsigned cls, hak_reg_link_t *link) HAK_INTERNAL;
+hak_reg_link_t *registry_index_pop(unsigned cls) HAK_INTERNAL;
+size_t          registry_index_length(unsigned cls) HAK_INTERNAL;
+
+/* Counters of the registry itself (always kept: these are slow-path events). */
+uint64_t registry_leaves_mapped(void) HAK_INTERNAL;
+
+/* Fork protection, in lock order: the class index locks first, then (after
+ * the backend's lock) the map mutex; parent and child release or reset all. */
+void registry_fork_prepare_index(void) HAK_INTERNAL;
+void registry_fork_prepare_map(void) HAK_INTERNAL;
+void registry_fork_parent(void) HAK_INTERNAL;
+void registry_fork_child(void) HAK_INTERNAL;
+
+#endif /* HAK_REGISTRY_H */
