@@ -17,10 +17,10 @@
  *  - The benchmark's own structures (slot arrays, rings, thread arguments)
  *    come from mmap, not malloc, so their cost is the same under every
  *    allocator and they never mix with the blocks being measured.
- *  - Every block gets a tag (its address xor a constant) in its first 8 bytes
- *    when allocated and has it checked when freed: two live blocks that
- *    overlap, or a block handed out twice, show up as an error and the
- *    program exits with status 3 instead of printing a figure.
+ *  - Every block gets a tag (from its serial number, or its address) in its
+ *    first 8 bytes when allocated and has it checked when freed: two live
+ *    blocks that overlap, or a block handed out twice, show up as an error
+ *    and the program exits with status 3 instead of printing a figure.
  *  - peak_rss_kb is the program's peak resident set (VmHWM; see
  *    bench_peak_rss_kb() for why not ru_maxrss alone).
  *  - Exactly one result line goes to stdout, after the timed region:
@@ -102,9 +102,20 @@ static inline void bench_escape(void *p)
  * Block tagging: the cheap correctness check every benchmark does
  * ------------------------------------------------------------------------ */
 
+/*
+ * A block's tag: derived from something unique to that allocation (its
+ * serial number, or its address where the program keeps nothing else), so
+ * that a block handed out twice, or two live blocks that overlap, leave one
+ * of them with the other's tag.
+ */
+static inline uint64_t bench_tag(uint64_t serial)
+{
+    return (serial * UINT64_C(0xff51afd7ed558ccd)) ^ BENCH_TAG_KEY;
+}
+
 static inline uint64_t bench_tag_of(const void *p)
 {
-    return (uint64_t)(uintptr_t)p ^ BENCH_TAG_KEY;
+    return bench_tag((uint64_t)(uintptr_t)p);
 }
 
 /*
@@ -113,9 +124,8 @@ static inline uint64_t bench_tag_of(const void *p)
  * touched. Returns 1 if the block breaks the alignment rule (16 bytes for
  * sizes of 16 or more, 8 below that), 0 if it is fine.
  */
-static inline unsigned bench_fill(void *p, size_t size)
+static inline unsigned bench_fill(void *p, size_t size, uint64_t tag)
 {
-    uint64_t tag = bench_tag_of(p);
     unsigned char *b = p;
     if (BENCH_LIKELY(size >= sizeof tag))
         memcpy(b, &tag, sizeof tag);
@@ -128,9 +138,9 @@ static inline unsigned bench_fill(void *p, size_t size)
 }
 
 /* Returns 1 if a block filled by bench_fill() lost its tag, 0 if intact. */
-static inline unsigned bench_check(const void *p, size_t size)
+static inline unsigned bench_check(const void *p, size_t size, uint64_t tag)
 {
-    uint64_t tag = bench_tag_of(p), got = 0;
+    uint64_t got = 0;
     if (BENCH_LIKELY(size >= sizeof tag)) {
         memcpy(&got, p, sizeof got);
         return got != tag;

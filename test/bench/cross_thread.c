@@ -46,7 +46,7 @@ static void *producer(void *arg)
         void *p = malloc(size);
         if (BENCH_UNLIKELY(p == NULL))
             bench_alloc_failed("malloc", size);
-        errors += bench_fill(p, size);
+        errors += bench_fill(p, size, bench_tag(i));
         if (BENCH_UNLIKELY(head - r->tail_cache == cap)) {
             unsigned spins = 0;
             while ((r->tail_cache = atomic_load_explicit(&r->tail, memory_order_acquire))
@@ -60,8 +60,9 @@ static void *producer(void *arg)
     return NULL;
 }
 
-/* The consumer does not know the sizes: it checks the first 8 bytes of the
- * tag, which every block here has (--min is at least 8). */
+/* The ring is FIFO, so the i-th block out is the producer's i-th: its tag
+ * is known. The size is not: check the first 8 bytes, which every block
+ * here has (--min is at least 8). */
 static void *consumer(void *arg)
 {
     ring_t *r = arg;
@@ -76,7 +77,7 @@ static void *consumer(void *arg)
         }
         void *p = r->slot[tail & r->mask];
         atomic_store_explicit(&r->tail, ++tail, memory_order_release);
-        errors += bench_check(p, 8);
+        errors += bench_check(p, 8, bench_tag(i));
         free(p);
     }
     r->consumer_errors = errors;

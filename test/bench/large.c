@@ -14,6 +14,7 @@
 typedef struct {
     unsigned char *ptr;
     size_t size;
+    uint64_t tag;
 } slot_t;
 
 static inline size_t pick_size(bench_rng_t *rng, uint64_t min, uint64_t max)
@@ -52,7 +53,7 @@ int main(int argc, char **argv)
     for (uint64_t i = 0; i < ops; i++) {
         slot_t *s = &slots[bench_rng_below(&rng, live)];
         if (s->ptr != NULL) {
-            errors += bench_check(s->ptr, s->size);
+            errors += bench_check(s->ptr, s->size, s->tag);
             free(s->ptr);
         }
         size_t size = pick_size(&rng, min, max);
@@ -63,7 +64,8 @@ int main(int argc, char **argv)
          * tag then covers the first bytes and the last byte. */
         for (size_t off = page - ((uintptr_t)p & (page - 1)); off < size; off += page)
             p[off] = (unsigned char)i;
-        errors += bench_fill(p, size);
+        s->tag = bench_tag(i);
+        errors += bench_fill(p, size, s->tag);
         s->ptr = p;
         s->size = size;
     }
@@ -71,7 +73,7 @@ int main(int argc, char **argv)
 
     for (uint64_t i = 0; i < live; i++) {
         if (slots[i].ptr != NULL) {
-            errors += bench_check(slots[i].ptr, slots[i].size);
+            errors += bench_check(slots[i].ptr, slots[i].size, slots[i].tag);
             free(slots[i].ptr);
         }
     }

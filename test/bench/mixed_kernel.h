@@ -15,6 +15,7 @@
 typedef struct {
     void *ptr;
     size_t size;
+    uint64_t tag;
 } mixed_slot_t;
 
 /* Runs `ops` operations over `ws` slots; returns the number of bad blocks.
@@ -26,16 +27,18 @@ static inline uint64_t mixed_run(mixed_slot_t *slots, uint64_t ws, uint64_t ops,
     for (uint64_t i = 0; i < ops; i++) {
         mixed_slot_t *s = &slots[bench_rng_below(rng, ws)];
         if (s->ptr != NULL) {
-            errors += bench_check(s->ptr, s->size);
+            errors += bench_check(s->ptr, s->size, s->tag);
             free(s->ptr);
         }
         size_t size = (size_t)bench_rng_range(rng, min, max);
         void *p = malloc(size);
         if (BENCH_UNLIKELY(p == NULL))
             bench_alloc_failed("malloc", size);
-        errors += bench_fill(p, size);
+        uint64_t tag = bench_tag(i);
+        errors += bench_fill(p, size, tag);
         s->ptr = p;
         s->size = size;
+        s->tag = tag;
     }
     return errors;
 }
@@ -46,7 +49,7 @@ static inline uint64_t mixed_release(mixed_slot_t *slots, uint64_t ws)
     uint64_t errors = 0;
     for (uint64_t i = 0; i < ws; i++) {
         if (slots[i].ptr != NULL) {
-            errors += bench_check(slots[i].ptr, slots[i].size);
+            errors += bench_check(slots[i].ptr, slots[i].size, slots[i].tag);
             free(slots[i].ptr);
             slots[i].ptr = NULL;
         }

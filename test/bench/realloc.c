@@ -12,14 +12,17 @@
  * Operation = one call to realloc (the exception to the malloc+free-pair
  * rule of the other benchmarks); the free and fresh malloc at the end of a
  * life also count as one operation. After each call the buffer's first
- * 8 bytes must still hold its tag (realloc preserves content) and the new
- * last byte is written.
+ * 8 bytes must still hold the tag of its life, and its old last byte must
+ * be intact when the buffer grew (realloc preserves content); the new last
+ * byte is then written.
  */
 #include "bench_common.h"
 
 typedef struct {
     unsigned char *ptr;
-    uint64_t tag;       /* what the first 8 bytes must hold */
+    uint64_t tag;       /* what the first 8 bytes must hold, for the life */
+    size_t size;        /* the current size */
+    unsigned char mark; /* what the last byte, ptr[size - 1], must hold */
     uint32_t at;        /* position in this buffer's schedule */
     uint32_t len;       /* schedule length */
     uint32_t *sizes;    /* schedule: the size after each step */
@@ -47,16 +50,41 @@ static uint32_t build_schedule(uint32_t *out, uint32_t cap, bench_rng_t *rng,
     return n;
 }
 
-static inline void start_buffer(buffer_t *b)
+/* A new life: malloc the first size and tag it with the life's serial. */
+static inline void start_buffer(buffer_t *b, uint64_t serial)
 {
     size_t size = b->sizes[0];
     unsigned char *p = malloc(size);
     if (BENCH_UNLIKELY(p == NULL))
         bench_alloc_failed("malloc", size);
-    b->tag = bench_tag_of(p);
+    b->tag = bench_tag(serial);
     memcpy(p, &b->tag, sizeof b->tag);
-    p[size - 1] = 1;
+    b->mark = (unsigned char)serial;
+    p[size - 1] = b->mark;
     b->ptr = p;
+    b->size = size;
+}
+
+/*
+ * Resize one buffer and check that realloc kept its content: the tag at the
+ * start, and the last byte written before (when the buffer did not shrink
+ * below it). Returns the number of errors found (0 or more).
+ */
+static inline unsigned resize_buffer(buffer_t *b, size_t size, unsigned char mark)
+{
+    unsigned char *p = realloc(b->ptr, size);
+    if (BENCH_UNLIKELY(p == NULL))
+        bench_alloc_failed("realloc", size);
+    uint64_t got;
+    memcpy(&got, p, sizeof got);
+    unsigned errors = got != b->tag;
+    if (size >= b->size)
+        errors += p[b->size - 1] != b->mark;
+    p[size - 1] = mark;
+    b->mark = mark;
+    b->ptr = p;
+    b->size = size;
+    return errors;
 }
 
 int main(int argc, char **argv)
@@ -95,44 +123,28 @@ int main(int argc, char **argv)
         b->at = (uint32_t)(i * b->len / buffers);
     }
     /* Bring each buffer to its starting point before the clock runs. */
-    for (uint64_t i = 0; i < buffers; i++) {
-        buffer_t *b = &buf[i];
-        start_buffer(b);
-        if (b->at > 0) {
-            size_t size = b->sizes[b->at];
-            b->ptr = realloc(b->ptr, size);
-            if (b->ptr == NULL)
-                bench_alloc_failed("realloc", size);
-            b->tag = bench_tag_of(b->ptr);
-            memcpy(b->ptr, &b->tag, sizeof b->tag);
-        }
+    uint64_t errors = 0, i = 0, lives = 0;
+    for (uint64_t k = 0; k < buffers; k++) {
+        start_buffer(&buf[k], lives++);
+        if (buf[k].at > 0)
+            errors += resize_buffer(&buf[k], buf[k].sizes[buf[k].at], 0);
     }
 
-    uint64_t errors = 0, i = 0;
     double t0 = bench_now();
     for (uint64_t op = 0; op < ops; op++) {
         buffer_t *b = &buf[i];
         if (++i == buffers)
             i = 0;
         if (BENCH_UNLIKELY(++b->at == b->len)) {
+            uint64_t got;
+            memcpy(&got, b->ptr, sizeof got);
+            errors += got != b->tag;
             free(b->ptr);
             b->at = 0;
-            start_buffer(b);
+            start_buffer(b, lives++);
             continue;
         }
-        size_t size = b->sizes[b->at];
-        unsigned char *p = realloc(b->ptr, size);
-        if (BENCH_UNLIKELY(p == NULL))
-            bench_alloc_failed("realloc", size);
-        uint64_t got;
-        memcpy(&got, p, sizeof got);
-        errors += got != b->tag;
-        /* The tag follows the block, so a later check detects a block that
-         * another buffer also holds after moving. */
-        b->tag = bench_tag_of(p);
-        memcpy(p, &b->tag, sizeof b->tag);
-        p[size - 1] = (unsigned char)op;
-        b->ptr = p;
+        errors += resize_buffer(b, b->sizes[b->at], (unsigned char)op);
     }
     double t1 = bench_now();
 

@@ -4,8 +4,8 @@
  * repeated `rounds` times on one thread. Standard sizes: 16 and 64 bytes.
  *
  * Operation = one block's malloc and its free (a pair), so
- * ops = rounds * batch. Each block gets its tag written at malloc and
- * checked at free.
+ * ops = rounds * batch. Each block gets a tag from its serial number
+ * written at malloc and checked at free.
  */
 #include "bench_common.h"
 
@@ -27,17 +27,17 @@ int main(int argc, char **argv)
     uint64_t errors = 0;
 
     double t0 = bench_now();
-    for (uint64_t r = 0; r < rounds; r++) {
+    for (uint64_t r = 0, serial = 0; r < rounds; r++, serial += n) {
         for (uint64_t i = 0; i < n; i++) {
             void *p = malloc(sz);
             if (BENCH_UNLIKELY(p == NULL))
                 bench_alloc_failed("malloc", sz);
-            errors += bench_fill(p, sz);
+            errors += bench_fill(p, sz, bench_tag(serial + i));
             blocks[i] = p;
         }
         bench_escape(blocks);
         for (uint64_t i = 0; i < n; i++) {
-            errors += bench_check(blocks[i], sz);
+            errors += bench_check(blocks[i], sz, bench_tag(serial + i));
             free(blocks[i]);
         }
     }
