@@ -104,6 +104,8 @@ static hak_superslab_t *acquire(unsigned cls)
 
 unsigned warm_pool_refill(unsigned cls, unsigned max, void **head, void **tail)
 {
+  if (hak_unlikely(!wp_tls.owner) && !warm_pool_thread_init())
+    return 0;
   wp_class_t *k = &wp_tls.cls[cls];
   for (hak_superslab_t *ss = k->top; ss; ss = k->top) {
     unsigned n = backend_ss_take(ss, max, head, tail);
@@ -150,6 +152,8 @@ unsigned warm_pool_refill(unsigned cls, unsigned max, void **head, void **tail)
 
 unsigned warm_pool_refill(unsigned cls, unsigned max, void **head, void **tail)
 {
+  if (hak_unlikely(!wp_tls.owner) && !warm_pool_thread_init())
+    return 0;
   HAK_STAT_ADD(cls, warm_misses, 1);
   hak_superslab_t *ss = acquire(cls);
   if (!ss)

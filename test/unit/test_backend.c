@@ -1,0 +1,255 @@
+/* Unit tests of backend/: size classes, SuperSlab carving and counts,
+ * ownership hand-over, remote frees and notification, large blocks. */
+#include "backend/superslab.h"
+#include "backend/large.h"
+#include "backend/size_class.h"
+
+#include <check.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+START_TEST(classes_cover_sizes_with_bounded_waste)
+{
+  for (size_t n = 0; n <= HAK_SMALL_MAX; n++) {
+    unsigned c = hak_class_of(n);
+    size_t s = hak_class_size(c);
+    ck_assert_uint_lt(c, HAK_NUM_CLASSES);
+    ck_assert_uint_ge(s, n);
+    ck_assert_uint_eq(s % 16, 0);
+    if (c > 0 && n > 0)
+      ck_assert_uint_lt(hak_class_size(c - 1), n); /* the smallest class that fits */
+    if (n > 128)
+      ck_assert_msg((s - n) * 8 <= n, "waste over 12.5%% at %zu", n);
+  }
+  ck_assert_uint_eq(hak_class_size(HAK_NUM_CLASSES - 1), HAK_SMALL_MAX);
+}
+END_TEST
+
+START_TEST(block_offset_check_is_exact)
+{
+  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+    uint32_t bs = (uint32_t)hak_class_size(c);
+    for (uint32_t off = 0; off < HAK_SLAB_SIZE; off++) {
+      bool want = off % bs == 0 && off / bs < hak_class_info[c].per_slab;
+      if (hak_class_is_block_offset(c, off) != want)
+        ck_abort_msg("class %u offset %u", c, off);
+    }
+  }
+}
+END_TEST
+
+START_TEST(aligned_classes)
+{
+  for (size_t a = 32; a <= HAK_PAGE_SIZE; a <<= 1)
+    for (size_t n = 1; n <= 5000; n += 37) {
+      int c = hak_class_for_aligned(n, a);
+      if (n > HAK_SMALL_MAX)
+        continue;
+      ck_assert_int_ge(c, 0);
+      ck_assert_uint_ge(hak_class_size((unsigned)c), n);
+      ck_assert_uint_eq(hak_class_size((unsigned)c) % a, 0);
+    }
+  ck_assert_int_eq(hak_class_for_aligned(100, 8192), -1);
+}
+END_TEST
+
+static unsigned take_all(hak_superslab_t *ss, void **out, unsigned cap)
+{
+  unsigned total = 0;
+  for (;;) {
+    void *h, *t;
+    unsigned n = backend_ss_take(ss, 64, &h, &t);
+    if (!n)
+      break;
+    for (unsigned i = 0; i < n; i++) {
+      ck_assert_uint_lt(total, cap);
+      out[total++] = h;
+      h = i + 1 < n ? *(void **)h : NULL;
+    }
+  }
+  return total;
+}
+
+static int cmp_ptr(const void *a, const void *b)
+{
+  uintptr_t x = *(uintptr_t *)a, y = *(uintptr_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+START_TEST(carve_whole_superslab_exact_counts)
+{
+  hak_owner_t *o = backend_owner_new();
+  ck_assert_ptr_nonnull(o);
+  unsigned c = hak_class_of(100);
+  hak_superslab_t *ss = backend_ss_new(o, c);
+  ck_assert_ptr_nonnull(ss);
+  ck_assert_uint_eq((uintptr_t)ss & HAK_SS_MASK, 0);
+  ck_assert_uint_eq(hak_tag_kind(registry_tag((char *)ss + 12345)), HAK_KIND_SMALL);
+  static void *blocks[20000];
+  unsigned n = take_all(ss, blocks, 20000);
+  ck_assert_uint_eq(n, ss->capacity);
+  ck_assert_uint_eq(ss->used, n);
+  ck_assert(!ss_has_room(ss));
+  qsort(blocks, n, sizeof(void *), cmp_ptr);
+  for (unsigned i = 0; i < n; i++) {
+    ck_assert_uint_eq((uintptr_t)blocks[i] % 16, 0);
+    ck_assert(ss_is_block(ss, blocks[i]));
+    ck_assert(!ss_is_block(ss, (char *)blocks[i] + 8));
+    if (i)
+      ck_assert_uint_ge((uintptr_t)blocks[i] - (uintptr_t)blocks[i - 1], hak_class_size(c));
+    memset(blocks[i], 0xab, hak_class_size(c));
+  }
+  /* Free all: the first free makes it roomy, the last makes it empty. */
+  unsigned ev = backend_ss_free_local(ss, blocks[0]);
+  ck_assert_uint_eq(ev & HAK_SS_BECAME_ROOMY, HAK_SS_BECAME_ROOMY);
+  for (unsigned i = 1; i < n; i++) {
+    ev = backend_ss_free_local(ss, blocks[i]);
+    ck_assert_uint_eq(ev & HAK_SS_BECAME_EMPTY, i == n - 1 ? HAK_SS_BECAME_EMPTY : 0);
+  }
+  ck_assert_uint_eq(ss->used, 0);
+  /* Every slab started over: a second pass carves the same blocks. */
+  unsigned n2 = take_all(ss, blocks, 20000);
+  ck_assert_uint_eq(n2, n);
+  for (unsigned i = 0; i < n2; i++)
+    backend_ss_free_local(ss, blocks[i]);
+  backend_owner_retire(o); /* releases ss: empty → free tier, tag cleared */
+  ck_assert_uint_eq(registry_tag((char *)ss + 12345), 0);
+}
+END_TEST
+
+START_TEST(release_adopt_and_remote_free)
+{
+  hak_owner_t *a = backend_owner_new(), *b = backend_owner_new();
+  unsigned c = hak_class_of(48);
+  hak_superslab_t *ss = backend_ss_new(a, c);
+  void *h, *t;
+  unsigned n = backend_ss_take(ss, 10, &h, &t);
+  ck_assert_uint_eq(n, 10);
+  void *blk[10];
+  for (unsigned i = 0; i < n; i++, h = *(void **)h)
+    blk[i] = h;
+  /* Owner a gives it up: it has room, so it goes to the index... */
+  backend_ss_release(a, ss);
+  ck_assert_ptr_null(atomic_load(&ss->owner));
+  /* ...where b finds it. */
+  hak_superslab_t *got = backend_ss_adopt(b, c);
+  ck_assert_ptr_eq(got, ss);
+  ck_assert_ptr_eq(atomic_load(&ss->owner), b);
+  ck_assert_ptr_null(backend_ss_adopt(b, c));
+  /* A remote free notifies b once; b drains it on inbox_take. */
+  backend_remote_free(ss, blk[0], blk[0]);
+  *(void **)blk[2] = blk[1];
+  backend_remote_free(ss, blk[2], blk[1]);
+  hak_superslab_t *in = backend_inbox_take(b);
+  ck_assert_ptr_eq(in, ss);
+  ck_assert_ptr_null(in->pend_next);
+  ck_assert_uint_eq(ss->used, 7);
+  /* b releases; remote frees to the ownerless SuperSlab are collected at
+   * once, and the last one sends it to the free tier. */
+  backend_ss_release(b, ss);
+  for (unsigned i = 3; i < 10; i++)
+    backend_remote_free(ss, blk[i], blk[i]);
+  ck_assert_uint_eq(registry_tag(ss), 0);
+  backend_owner_retire(a);
+  backend_owner_retire(b);
+}
+END_TEST
+
+/* Producer/consumer at the backend level: every block freed remotely comes
+ * back to its owner through the inbox, so the owner maps nothing new. */
+static void *remote_freer(void *arg)
+{
+  void **blocks = arg;
+  for (unsigned i = 0; blocks[i]; i++)
+    backend_remote_free(hak_ss_of(blocks[i]), blocks[i], blocks[i]);
+  return NULL;
+}
+
+START_TEST(remote_frees_come_back)
+{
+  hak_owner_t *o = backend_owner_new();
+  unsigned c = hak_class_of(64);
+  hak_superslab_t *ss = backend_ss_new(o, c);
+  static void *blocks[20001];
+  unsigned n = take_all(ss, blocks, 20000);
+  blocks[n] = NULL;
+  pthread_t th;
+  pthread_create(&th, NULL, remote_freer, blocks);
+  pthread_join(th, NULL);
+  hak_superslab_t *in = backend_inbox_take(o);
+  ck_assert_ptr_eq(in, ss);
+  ck_assert_uint_eq(ss->used, 0);
+  backend_owner_retire(o);
+}
+END_TEST
+
+START_TEST(large_blocks)
+{
+  uint64_t before = large_allocs();
+  for (size_t n = HAK_SMALL_MAX + 1; n < (size_t)64 << 20; n = n * 3 + 4097) {
+    char *p = large_alloc(n, 0, true);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_uint_eq((uintptr_t)p % HAK_PAGE_SIZE, 0);
+    ck_assert_uint_ge(large_usable_size(p), n);
+    ck_assert(large_is_block(p));
+    ck_assert_uint_eq(hak_tag_kind(registry_tag(p)), HAK_KIND_LARGE);
+    ck_assert_int_eq(p[0] | p[n - 1], 0);
+    memset(p, 1, n);
+    large_free(p);
+  }
+  ck_assert_uint_gt(large_allocs(), before);
+  /* Aligned beyond a SuperSlab. */
+  char *q = large_alloc(100000, (size_t)8 << 20, false);
+  ck_assert_uint_eq((uintptr_t)q % ((size_t)8 << 20), 0);
+  ck_assert(large_is_block(q));
+  large_free(q);
+  /* Reuse from the cache, zeroed when asked. */
+  uint64_t hits = large_cache_hits();
+  char *r = large_alloc(200000, 0, false);
+  memset(r, 7, 200000);
+  large_free(r);
+  r = large_alloc(200000, 0, true);
+  ck_assert_uint_gt(large_cache_hits(), hits);
+  for (size_t i = 0; i < 200000; i += 4096)
+    ck_assert_int_eq(r[i], 0);
+  /* Grow and shrink in place or by moving, contents kept. */
+  r = large_realloc(r, 5000000);
+  ck_assert_ptr_nonnull(r);
+  r[4999999] = 3;
+  r = large_realloc(r, 100000);
+  ck_assert_int_eq(r[99999], 0);
+  large_free(r);
+  ck_assert_uint_gt(large_trim() + 1, 0);
+  /* Absurd sizes fail with ENOMEM. */
+  errno = 0;
+  ck_assert_ptr_null(large_alloc(SIZE_MAX - 100, 0, false));
+  ck_assert_int_eq(errno, ENOMEM);
+}
+END_TEST
+
+int main(void)
+{
+  Suite *s = suite_create("backend");
+  TCase *tc = tcase_create("classes");
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, classes_cover_sizes_with_bounded_waste);
+  tcase_add_test(tc, block_offset_check_is_exact);
+  tcase_add_test(tc, aligned_classes);
+  suite_add_tcase(s, tc);
+  TCase *ts = tcase_create("superslab");
+  tcase_add_test(ts, carve_whole_superslab_exact_counts);
+  tcase_add_test(ts, release_adopt_and_remote_free);
+  tcase_add_test(ts, remote_frees_come_back);
+  suite_add_tcase(s, ts);
+  TCase *tl = tcase_create("large");
+  tcase_set_timeout(tl, 60);
+  tcase_add_test(tl, large_blocks);
+  suite_add_tcase(s, tl);
+  SRunner *sr = srunner_create(s);
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,226 @@
+/* Unit tests of front/: the entry points' semantics and errno values, and
+ * loud failure on pointers hakmem did not hand out. */
+#include "hakmem.h"
+#include "backend/size_class.h"
+
+#include <check.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+START_TEST(malloc_sizes_alignment_usable)
+{
+  for (size_t n = 0; n < 100000; n = n < 64 ? n + 1 : n * 5 / 4) {
+    unsigned char *p = hak_malloc(n);
+    ck_assert_ptr_nonnull(p);
+    if (n >= 16)
+      ck_assert_uint_eq((uintptr_t)p % 16, 0);
+    ck_assert_uint_ge(hak_malloc_usable_size(p), n);
+    memset(p, 0x5a, hak_malloc_usable_size(p));
+    hak_free(p);
+  }
+  ck_assert_uint_eq(hak_malloc_usable_size(NULL), 0);
+  hak_free(NULL);
+}
+END_TEST
+
+START_TEST(malloc_zero_is_unique)
+{
+  void *a = hak_malloc(0), *b = hak_malloc(0);
+  ck_assert_ptr_nonnull(a);
+  ck_assert_ptr_nonnull(b);
+  ck_assert_ptr_ne(a, b);
+  hak_free(a);
+  hak_free(b);
+}
+END_TEST
+
+START_TEST(huge_sizes_enomem)
+{
+  errno = 0;
+  ck_assert_ptr_null(hak_malloc(SIZE_MAX));
+  ck_assert_int_eq(errno, ENOMEM);
+  errno = 0;
+  ck_assert_ptr_null(hak_malloc((size_t)PTRDIFF_MAX + 1));
+  ck_assert_int_eq(errno, ENOMEM);
+  errno = 0;
+  ck_assert_ptr_null(hak_calloc(SIZE_MAX / 2 + 1, 2));
+  ck_assert_int_eq(errno, ENOMEM);
+  void *p = hak_malloc(10);
+  memcpy(p, "123456789", 10);
+  errno = 0;
+  ck_assert_ptr_null(hak_reallocarray(p, SIZE_MAX / 4, 8));
+  ck_assert_int_eq(errno, ENOMEM);
+  errno = 0;
+  ck_assert_ptr_null(hak_realloc(p, SIZE_MAX));
+  ck_assert_int_eq(errno, ENOMEM);
+  ck_assert_str_eq(p, "123456789"); /* the old block is untouched */
+  hak_free(p);
+}
+END_TEST
+
+START_TEST(calloc_zeroes)
+{
+  for (size_t n = 1; n < 3000000; n = n * 3 + 1) {
+    unsigned char *p = hak_malloc(n);
+    memset(p, 0xff, n);
+    hak_free(p);
+    p = hak_calloc(1, n);
+    for (size_t i = 0; i < n; i += (n > 4096 ? 509 : 1))
+      ck_assert_int_eq(p[i], 0);
+    hak_free(p);
+  }
+}
+END_TEST
+
+START_TEST(realloc_keeps_contents)
+{
+  unsigned char *p = NULL;
+  size_t n = 0;
+  for (size_t m = 1; m < 4000000; m = m * 2 + 3) {
+    p = hak_realloc(p, m);
+    ck_assert_ptr_nonnull(p);
+    for (size_t i = 0; i < n && i < m; i += 97)
+      ck_assert_int_eq(p[i], (unsigned char)i);
+    for (size_t i = 0; i < m; i++)
+      p[i] = (unsigned char)i;
+    n = m;
+  }
+  for (size_t m = n; m > 1; m /= 3) {
+    p = hak_realloc(p, m);
+    for (size_t i = 0; i < m; i += 89)
+      ck_assert_int_eq(p[i], (unsigned char)i);
+  }
+  ck_assert_ptr_null(hak_realloc(p, 0)); /* glibc: frees, returns NULL */
+  p = hak_realloc(NULL, 40);
+  ck_assert_ptr_nonnull(p);
+  hak_free(p);
+}
+END_TEST
+
+START_TEST(aligned_entry_points)
+{
+  void *p = (void *)1;
+  ck_assert_int_eq(hak_posix_memalign(&p, 3, 10), EINVAL);
+  ck_assert_int_eq(hak_posix_memalign(&p, 4, 10), EINVAL);   /* < sizeof(void *) */
+  ck_assert_int_eq(hak_posix_memalign(&p, 0, 10), EINVAL);
+  ck_assert_ptr_eq(p, (void *)1);                              /* untouched on error */
+  ck_assert_int_eq(hak_posix_memalign(&p, 64, SIZE_MAX / 2), ENOMEM);
+  for (size_t a = 8; a <= ((size_t)16 << 20); a <<= 1)
+    for (size_t n = 1; n < 200000; n = n * 7 + 5) {
+      ck_assert_int_eq(hak_posix_memalign(&p, a, n), 0);
+      ck_assert_uint_eq((uintptr_t)p % a, 0);
+      ck_assert_uint_ge(hak_malloc_usable_size(p), n);
+      memset(p, 1, n);
+      hak_free(p);
+    }
+  errno = 0;
+  ck_assert_ptr_null(hak_aligned_alloc(24, 100));
+  ck_assert_int_eq(errno, EINVAL);
+  p = hak_aligned_alloc(256, 1000);
+  ck_assert_uint_eq((uintptr_t)p % 256, 0);
+  hak_free(p);
+  p = hak_memalign(48, 100); /* rounded up to 64 */
+  ck_assert_uint_eq((uintptr_t)p % 64, 0);
+  hak_free(p);
+  p = hak_valloc(10);
+  ck_assert_uint_eq((uintptr_t)p % 4096, 0);
+  hak_free(p);
+  p = hak_pvalloc(5000);
+  ck_assert_uint_eq((uintptr_t)p % 4096, 0);
+  ck_assert_uint_ge(hak_malloc_usable_size(p), 8192);
+  hak_free(p);
+}
+END_TEST
+
+START_TEST(sized_frees_trim_mallopt)
+{
+  void *p = hak_malloc(100);
+  hak_free_sized(p, 100);
+  p = hak_aligned_alloc(128, 300);
+  hak_free_aligned_sized(p, 128, 300);
+  ck_assert_int_eq(hak_mallopt(1, 0), 1);
+  int r = hak_malloc_trim(0);
+  ck_assert(r == 0 || r == 1);
+}
+END_TEST
+
+static int global_object;
+
+START_TEST(free_stack_pointer_aborts)
+{
+  int local;
+  hak_free(&local);
+}
+END_TEST
+
+START_TEST(free_global_aborts) { hak_free(&global_object); }
+END_TEST
+
+START_TEST(free_interior_pointer_aborts)
+{
+  char *p = hak_malloc(100);
+  hak_free(p + 16);
+}
+END_TEST
+
+START_TEST(free_interior_large_aborts)
+{
+  char *p = hak_malloc(1 << 20);
+  hak_free(p + 4096);
+}
+END_TEST
+
+START_TEST(realloc_bad_pointer_aborts)
+{
+  int local;
+  hak_realloc(&local, 10);
+}
+END_TEST
+
+START_TEST(usable_size_bad_pointer_aborts)
+{
+  int local;
+  hak_malloc_usable_size(&local);
+}
+END_TEST
+
+START_TEST(double_free_large_aborts)
+{
+  void *p = hak_malloc(1 << 20);
+  hak_free(p);
+  hak_free(p);
+}
+END_TEST
+
+int main(void)
+{
+  Suite *s = suite_create("front");
+  TCase *tc = tcase_create("semantics");
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, malloc_sizes_alignment_usable);
+  tcase_add_test(tc, malloc_zero_is_unique);
+  tcase_add_test(tc, huge_sizes_enomem);
+  tcase_add_test(tc, calloc_zeroes);
+  tcase_add_test(tc, realloc_keeps_contents);
+  tcase_add_test(tc, aligned_entry_points);
+  tcase_add_test(tc, sized_frees_trim_mallopt);
+  suite_add_tcase(s, tc);
+  TCase *tb = tcase_create("misuse");
+  tcase_add_test_raise_signal(tb, free_stack_pointer_aborts, SIGABRT);
+  tcase_add_test_raise_signal(tb, free_global_aborts, SIGABRT);
+  tcase_add_test_raise_signal(tb, free_interior_pointer_aborts, SIGABRT);
+  tcase_add_test_raise_signal(tb, free_interior_large_aborts, SIGABRT);
+  tcase_add_test_raise_signal(tb, realloc_bad_pointer_aborts, SIGABRT);
+  tcase_add_test_raise_signal(tb, usable_size_bad_pointer_aborts, SIGABRT);
+  tcase_add_test_raise_signal(tb, double_free_large_aborts, SIGABRT);
+  suite_add_tcase(s, tb);
+  SRunner *sr = srunner_create(s);
+  srunner_set_fork_status(sr, CK_FORK);
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

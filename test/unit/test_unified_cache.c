@@ -1,0 +1,125 @@
+/* Unit tests of boxes/unified_cache: pop/push, refill batches, the fill
+ * limit and flushes, thread exit. With -Dunified_cache=false the cache must
+ * hold nothing. */
+#include "boxes/unified_cache/unified_cache.h"
+#include "boxes/warm_pool/warm_pool.h"
+#include "backend/size_class.h"
+#include "hakmem.h"
+
+#include <check.h>
+#include <stdlib.h>
+
+static unsigned long long stat(const char *name)
+{
+  unsigned long long v = 0;
+  hak_stats_get(name, &v);
+  return v;
+}
+
+static unsigned bin_len(unsigned c)
+{
+  unsigned n = 0;
+  for (void *p = uc_bins[c].head; p; p = *(void **)p)
+    n++;
+  return n;
+}
+
+START_TEST(refill_then_hits)
+{
+  uc_thread_init();
+  unsigned c = hak_class_of(64);
+  uc_drain_all();
+  ck_assert_ptr_null(uc_pop(c)); /* an empty bin misses */
+  void *p = uc_refill(c);
+  ck_assert_ptr_nonnull(p);
+  if (HAK_UNIFIED_CACHE) {
+    unsigned cached = bin_len(c);
+    ck_assert_uint_gt(cached, 0);
+    for (unsigned i = 0; i < cached; i++)
+      ck_assert_ptr_nonnull(uc_pop(c));
+    ck_assert_ptr_null(uc_pop(c));
+    uc_fold_stats();
+    ck_assert_uint_ge(stat("uc_hits"), cached);
+  } else {
+    ck_assert_ptr_null(uc_pop(c));
+    ck_assert_uint_eq(bin_len(c), 0);
+  }
+  uc_thread_exit();
+}
+END_TEST
+
+START_TEST(flush_keeps_fill_bounded)
+{
+  uc_thread_init();
+  unsigned c = hak_class_of(16);
+  enum { N = 5000 };
+  void **blocks = calloc(N, sizeof(void *));
+  for (unsigned i = 0; i < N; i++) {
+    blocks[i] = uc_pop(c);
+    if (!blocks[i])
+      blocks[i] = uc_refill(c);
+    ck_assert_ptr_nonnull(blocks[i]);
+  }
+  /* all distinct */
+  for (unsigned i = 1; i < N; i++)
+    ck_assert_ptr_ne(blocks[i], blocks[i - 1]);
+  unsigned long long f0 = stat("uc_flushes");
+  unsigned max_seen = 0;
+  for (unsigned i = 0; i < N; i++) {
+    uc_push(c, blocks[i]);
+    unsigned l = bin_len(c);
+    if (l > max_seen)
+      max_seen = l;
+  }
+  if (HAK_UNIFIED_CACHE) {
+    ck_assert_uint_le(max_seen, 256);
+    ck_assert_uint_gt(stat("uc_flushes"), f0);
+  } else {
+    ck_assert_uint_eq(max_seen, 0);
+  }
+  free(blocks);
+  uc_thread_exit();
+  ck_assert_uint_eq(bin_len(c), 0); /* exit gave everything back */
+}
+END_TEST
+
+START_TEST(push_after_exit_passes_through)
+{
+  uc_thread_init();
+  unsigned c = hak_class_of(32);
+  void *p = uc_refill(c);
+  uc_thread_exit();
+  uc_push(c, p); /* a free in a late destructor */
+  ck_assert_uint_eq(bin_len(c), 0);
+}
+END_TEST
+
+START_TEST(double_free_probe)
+{
+  uc_thread_init();
+  unsigned c = hak_class_of(80);
+  void *p = uc_refill(c);
+  ck_assert(!uc_holds_recent(c, p, 8));
+  uc_push(c, p);
+  if (HAK_UNIFIED_CACHE)
+    ck_assert(uc_holds_recent(c, p, 8));
+  uc_thread_exit();
+}
+END_TEST
+
+int main(void)
+{
+  Suite *s = suite_create("unified_cache");
+  TCase *tc = tcase_create("cache");
+  tcase_add_test(tc, refill_then_hits);
+  tcase_add_test(tc, flush_keeps_fill_bounded);
+  tcase_add_test(tc, push_after_exit_passes_through);
+  tcase_add_test(tc, double_free_probe);
+  suite_add_tcase(s, tc);
+  SRunner *sr = srunner_create(s);
+  srunner_set_fork_status(sr, CK_FORK);
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
