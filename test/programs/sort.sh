@@ -39,4 +39,5 @@ hak_expect_output '^ *64871 unique\.txt$'
 hak_expect_output '^plain sorted$'
 hak_expect_output '^keys sorted$'
 [[ $(grep -c '^=== .*: exit 0$' "$HAK_TMP/base.out") == 4 ]] || hak_fail "a sort run failed"
-hak_check_stats 1000 4
+# sort makes few small allocations (its buffer is one large block).
+hak_check_stats 200 4

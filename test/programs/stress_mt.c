@@ -26,7 +26,9 @@
  * malloc, for trying the test itself against glibc). Exit 0 on success;
  * a message on stderr and exit 1 on the first mismatch.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <dlfcn.h>
 #include <errno.h>
 #include <inttypes.h>
