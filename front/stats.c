@@ -29,7 +29,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-static const char *const stat_names[HAK_STAT_COUNT] = {
+static const char *const stat_names[HAK_STAT_COUNT] __attribute__((unused)) = {
 #define HAK_STAT_NAME(name) #name,
   HAK_STAT_COUNTERS(HAK_STAT_NAME)
 #undef HAK_STAT_NAME
@@ -156,7 +156,7 @@ static void out_pad(outbuf_t *o, const char *s, size_t width, bool right)
       out_str(o, " ");
 }
 
-static void out_u64_pad(outbuf_t *o, unsigned long long v, size_t width)
+__attribute__((unused)) static void out_u64_pad(outbuf_t *o, unsigned long long v, size_t width)
 {
   char b[24];
   b[hak_fmt_u64(b, v)] = 0;

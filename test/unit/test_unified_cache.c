@@ -33,13 +33,15 @@ START_TEST(refill_then_hits)
   void *p = uc_refill(c);
   ck_assert_ptr_nonnull(p);
   if (HAK_UNIFIED_CACHE) {
-    unsigned cached = bin_len(c);
+    unsigned cached = bin_len(c), popped = 0;
     ck_assert_uint_gt(cached, 0);
-    for (unsigned i = 0; i < cached; i++)
-      ck_assert_ptr_nonnull(uc_pop(c));
-    ck_assert_ptr_null(uc_pop(c));
+    /* no ck_assert in between: libcheck's own mallocs could refill bin c */
+    while (uc_pop(c))
+      popped++;
+    ck_assert_uint_eq(popped, cached);
     uc_fold_stats();
-    ck_assert_uint_ge(stat("uc_hits"), cached);
+    if (HAK_STATS)
+      ck_assert_uint_ge(stat("uc_hits"), cached);
   } else {
     ck_assert_ptr_null(uc_pop(c));
     ck_assert_uint_eq(bin_len(c), 0);
@@ -73,7 +75,8 @@ START_TEST(flush_keeps_fill_bounded)
   }
   if (HAK_UNIFIED_CACHE) {
     ck_assert_uint_le(max_seen, 256);
-    ck_assert_uint_gt(stat("uc_flushes"), f0);
+    if (HAK_STATS)
+      ck_assert_uint_gt(stat("uc_flushes"), f0);
   } else {
     ck_assert_uint_eq(max_seen, 0);
   }
