@@ -126,27 +126,30 @@ static HAK_NOINLINE void free_slow(void *p, const char *fn)
   }
 }
 
-HAK_EXPORT void hak_free(void *p)
+/* fn names the entry point in the message about a bad pointer. */
+HAK_INLINE void free_named(void *p, const char *fn)
 {
   unsigned c;
   if (hak_likely(small_block(p, registry_tag(p), &c))) {
     uc_push(c, p);
     return;
   }
-  free_slow(p, "free");
+  free_slow(p, fn);
 }
+
+HAK_EXPORT void hak_free(void *p) { free_named(p, "free"); }
 
 HAK_EXPORT void hak_free_sized(void *p, size_t size)
 {
   (void)size;
-  hak_free(p);
+  free_named(p, "free_sized");
 }
 
 HAK_EXPORT void hak_free_aligned_sized(void *p, size_t alignment, size_t size)
 {
   (void)alignment;
   (void)size;
-  hak_free(p);
+  free_named(p, "free_aligned_sized");
 }
 
 /* ---- calloc, realloc ------------------------------------------------------ */
@@ -271,7 +274,7 @@ HAK_EXPORT void *hak_aligned_alloc(size_t align, size_t n)
 
 HAK_EXPORT void *hak_memalign(size_t align, size_t n)
 {
-  if (align > HAK_MAX_REQUEST / 2 + 1) {
+  if (align > SIZE_MAX / 2 + 1) {
     errno = EINVAL;
     return NULL;
   }

@@ -7,6 +7,7 @@
 #include "boxes/unified_cache/unified_cache.h"
 #include "boxes/warm_pool/warm_pool.h"
 #include "backend/size_class.h"
+#include "backend/os.h"
 #include "hak/stats.h"
 
 __thread uc_bin_t uc_bins[HAK_NUM_CLASSES];
@@ -118,6 +119,11 @@ void uc_flush(unsigned c)
   if (k > fill)
     k = fill;
   flush_n(c, fill, k);
+}
+
+void uc_double_free(void *p)
+{
+  hak_os_fatal("free", "double free detected", p);
 }
 
 void uc_free_direct(unsigned c, void *p)

@@ -50,6 +50,8 @@ HAK_INLINE void *uc_pop(unsigned c)
 void *uc_refill(unsigned c) HAK_INTERNAL;
 /* Slow path of free: the bin of class c went over its limit. */
 void uc_flush(unsigned c) HAK_INTERNAL;
+/* Abort: p is already the top of its bin. */
+__attribute__((noreturn)) void uc_double_free(void *p) HAK_INTERNAL;
 /* Free p of class c without the cache (cache off, or thread gone). */
 void uc_free_direct(unsigned c, void *p) HAK_INTERNAL;
 
@@ -58,7 +60,10 @@ HAK_INLINE void uc_push(unsigned c, void *p)
 {
 #if HAK_UNIFIED_CACHE
   uc_bin_t *b = &uc_bins[c];
-  *(void **)p = b->head;
+  void *h = b->head;
+  if (hak_unlikely(h == p)) /* freed twice in a row: would make a cycle */
+    uc_double_free(p);
+  *(void **)p = h;
   b->head = p;
   if (hak_unlikely((int32_t)(++b->pushes - b->pops) > uc_slack[c]))
     uc_flush(c);
