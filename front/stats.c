@@ -253,11 +253,11 @@ static void format_json(outbuf_t *o, const hak_thread_stats_t *s)
 
 static void format_table(outbuf_t *o, const hak_thread_stats_t *s)
 {
-  static const char *const cols[] = {"uc_hits", "uc_misses", "warm_hits", "warm_misses", "prefilled",
-                                     "registry_scans", "remote_frees"};
-  static const unsigned ids[] = {HAK_STAT_uc_hits,  HAK_STAT_uc_misses,      HAK_STAT_warm_hits,
-                                 HAK_STAT_warm_misses, HAK_STAT_prefilled, HAK_STAT_registry_scans,
-                                 HAK_STAT_remote_frees};
+  static const char *const cols[] = {"uc_hits",   "uc_misses",      "warm_hits",   "warm_misses",
+                                     "warm_cold",  "prefilled", "registry_scans", "remote_frees"};
+  static const unsigned ids[] = {HAK_STAT_uc_hits,         HAK_STAT_uc_misses, HAK_STAT_warm_hits,
+                                 HAK_STAT_warm_misses,     HAK_STAT_warm_cold_misses, HAK_STAT_prefilled,
+                                 HAK_STAT_registry_scans, HAK_STAT_remote_frees};
   const unsigned ncols = sizeof ids / sizeof ids[0];
   uint64_t tot[HAK_STAT_COUNT] = {0};
   out_str(o, "hakmem " HAK_VERSION " statistics (pid ");

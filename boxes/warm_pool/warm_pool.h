@@ -13,6 +13,10 @@
  * HAK_WARM_POOL_MAX SuperSlabs per class and at most one empty one; the
  * rest go back to the registry or the backend.
  *
+ * Statistics: warm_hits and warm_misses count refills the pool served or
+ * not; a class's first refill in a thread (the pool cannot have anything
+ * yet) is counted as warm_cold_misses instead.
+ *
  * With -Dwarm_pool=false the same interface keeps no SuperSlab: every
  * refill is a miss that adopts one from the registry (or maps one), carves,
  * and hands it back ownerless.

@@ -20,6 +20,7 @@
   X(uc_flushes)              \
   X(warm_hits)               \
   X(warm_misses)             \
+  X(warm_cold_misses)        \
   X(prefilled)               \
   X(registry_scans)          \
   X(inbox_taken)             \
