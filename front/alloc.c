@@ -331,6 +331,10 @@ HAK_EXPORT int hak_mallopt(int param, int value)
 
 /* ---- The standard names ----------------------------------------------------- */
 
+/* A build with -DHAK_NO_STD_NAMES provides only the hak_* functions: for
+ * sanitizer and fuzzing builds, whose runtimes own malloc themselves. */
+#ifndef HAK_NO_STD_NAMES
+
 #define HAK_ALIAS(name, target) \
   extern __typeof__(target) name __attribute__((alias(#target), visibility("default")));
 
@@ -349,3 +353,4 @@ HAK_ALIAS(free_sized, hak_free_sized)
 HAK_ALIAS(free_aligned_sized, hak_free_aligned_sized)
 HAK_ALIAS(malloc_trim, hak_malloc_trim)
 HAK_ALIAS(mallopt, hak_mallopt)
+#endif /* HAK_NO_STD_NAMES */
