@@ -9,6 +9,7 @@
 #   HAKMEM_AB_TOOL     the tool under test (default: tools/hakmem-ab in the
 #                      source tree)
 #   HAKMEM_AB_FAKE_SO  the abfake shared object (default: compiled here with cc)
+#   HAKMEM_AB_HELPER   the hakmem-ab-exec helper (default: compiled here with cc)
 
 import csv
 import importlib.machinery
@@ -31,21 +32,28 @@ TOOL = os.environ.get('HAKMEM_AB_TOOL') or \
 TOOL = os.path.abspath(TOOL)
 FAKE_BENCH = os.path.join(HERE, 'fake_bench')
 FAKE_SO = None
+HELPER = None
 WORK = None          # per-module scratch directory
 BUILD = None         # a fake build dir: libhakmem.so, libhakmem-{nowarm,p8}.so
 
 
+def compile_c(out, source, *flags):
+    cc = shutil.which('cc') or shutil.which('gcc')
+    if cc is None:
+        raise unittest.SkipTest('no C compiler to build %s' % source)
+    subprocess.run([cc] + list(flags) + ['-o', out, source], check=True)
+    return out
+
+
 def setUpModule():
-    global FAKE_SO, WORK, BUILD
+    global FAKE_SO, HELPER, WORK, BUILD
     WORK = tempfile.mkdtemp(prefix='hakmem-ab-test-')
-    FAKE_SO = os.environ.get('HAKMEM_AB_FAKE_SO')
-    if not FAKE_SO:
-        FAKE_SO = os.path.join(WORK, 'abfake.so')
-        cc = shutil.which('cc') or shutil.which('gcc')
-        if cc is None:
-            raise unittest.SkipTest('no HAKMEM_AB_FAKE_SO and no C compiler')
-        subprocess.run([cc, '-shared', '-fPIC', '-o', FAKE_SO,
-                        os.path.join(HERE, 'abfake.c')], check=True)
+    FAKE_SO = os.environ.get('HAKMEM_AB_FAKE_SO') or compile_c(
+        os.path.join(WORK, 'abfake.so'), os.path.join(HERE, 'abfake.c'),
+        '-shared', '-fPIC')
+    HELPER = os.environ.get('HAKMEM_AB_HELPER') or compile_c(
+        os.path.join(WORK, 'hakmem-ab-exec'),
+        os.path.join(HERE, '..', '..', 'tools', 'hakmem-ab-exec.c'))
     BUILD = os.path.join(WORK, 'build')
     os.mkdir(BUILD)
     for name in ('libhakmem.so', 'libhakmem-nowarm.so', 'libhakmem-p8.so'):
@@ -80,6 +88,8 @@ class ToolCase(unittest.TestCase):
              and k != 'LD_PRELOAD' and k not in drop}
         e['FAKE_LOG'] = self.log
         e['ABFAKE_LOAD_LOG'] = self.load_log
+        if 'HAKMEM_AB_EXEC' not in drop:
+            e['HAKMEM_AB_EXEC'] = HELPER
         e.update(env or {})
         return subprocess.run([TOOL] + args, env=e, cwd=cwd or self.dir,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -587,6 +597,117 @@ class TestInterleaving(ToolCase):
         for lib in libs:
             places = [r.position for r in runs if r.lib == lib]
             self.assertEqual(sorted(places), sorted([1, 2, 3, 4, 5] * 2))
+
+
+class TestPeakRss(ToolCase):
+    def rss_of(self, cmd, **kw):
+        r = self.tool(['--rounds', '1', '--warmup', '0', '--json', 'out.json',
+                       'glibc', '--'] + cmd, **kw)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        doc = self.read_json()
+        return doc['runs'][0]['rss_kib'], doc, r
+
+    def test_small_command_has_small_rss(self):
+        rss, doc, r = self.rss_of(['/bin/true'])
+        self.assertEqual(doc['statistics']['rss']['helper'], HELPER)
+        self.assertFalse(doc['statistics']['rss']['includes_tool_rss'])
+        self.assertGreater(rss, 0)
+        self.assertLess(rss, 8 * 1024, 'the tool\'s own memory leaked into the figure')
+        self.assertIn('forked by', r.stdout)
+
+    def test_large_allocation_is_seen(self):
+        touch = ['/usr/bin/python3', '-c', 'x = b"a" * (64 << 20)']
+        for helper in (HELPER, 'none'):
+            with self.subTest(helper=helper):
+                rss, _, _ = self.rss_of(touch, env={'HAKMEM_AB_EXEC': helper})
+                self.assertGreaterEqual(rss, 64 * 1024)
+
+    def test_without_helper_the_floor_is_reported(self):
+        small, _, _ = self.rss_of(['/bin/true'])
+        floor, doc, r = self.rss_of(['/bin/true'], env={'HAKMEM_AB_EXEC': 'none'})
+        self.assertIsNone(doc['statistics']['rss']['helper'])
+        self.assertTrue(doc['statistics']['rss']['includes_tool_rss'])
+        self.assertIn('WARNING: no hakmem-ab-exec', r.stdout)
+        # Linux folds the pre-exec peak (the Python tool's) into ru_maxrss.
+        self.assertGreater(floor, small + 4096)
+
+    def test_bad_helper_path(self):
+        self.assertUsageError(
+            self.tool(['glibc', '--', '/bin/true'],
+                      env={'HAKMEM_AB_EXEC': self.path('nothere')}), 'HAKMEM_AB_EXEC')
+
+    def test_helper_found_beside_the_script_or_warned_about(self):
+        r = self.tool(['--rounds', '1', '--warmup', '0', '--json', 'out.json',
+                       'glibc', '--', '/bin/true'],
+                      drop=('HAKMEM_AB_EXEC', 'HAKMEM_AB_BUILD_DIR'))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        beside = os.path.join(os.path.dirname(TOOL), 'hakmem-ab-exec')
+        helper = self.read_json()['statistics']['rss']['helper']
+        if os.path.exists(beside):
+            self.assertEqual(helper, beside)
+        elif helper is None:
+            self.assertIn('WARNING: no hakmem-ab-exec', r.stdout)
+        else:   # an installed helper found through the configured libexecdir
+            self.assertTrue(helper.endswith('/hakmem-ab-exec'))
+
+    def test_library_is_preloaded_into_the_command_only(self):
+        r = self.tool(['--rounds', '3', '--warmup', '0', '--build-dir', BUILD,
+                       'default', '--', FAKE_BENCH])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual([p for p, _ in self.logged()],
+                         [os.path.join(BUILD, 'libhakmem.so')] * 3)
+        with open(self.load_log) as f:   # once per run: not in the helper
+            self.assertEqual(f.read().count('abfake loaded'), 3)
+
+    def helper(self, *cmd):
+        r_fd, w_fd = os.pipe()
+        try:
+            p = subprocess.run([HELPER, str(w_fd)] + list(cmd), pass_fds=(w_fd,),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, timeout=60)
+            os.close(w_fd)
+            w_fd = None
+            with os.fdopen(r_fd) as f:
+                r_fd = None
+                return p, f.read()
+        finally:
+            for fd in (r_fd, w_fd):
+                if fd is not None:
+                    os.close(fd)
+
+    def test_helper_reports_status_and_passes_it_on(self):
+        p, report = self.helper('', '/bin/sh', '-c', 'exit 5')
+        self.assertEqual(p.returncode, 5)
+        fields = dict(x.split('=') for x in report.split())
+        self.assertEqual(os.waitstatus_to_exitcode(int(fields['status'])), 5)
+        self.assertGreater(int(fields['maxrss_kib']), 0)
+        self.assertGreaterEqual(int(fields['wall_ns']), 0)
+        p, report = self.helper('', '/bin/sh', '-c', 'kill -SEGV $$')
+        self.assertEqual(p.returncode, 128 + 11)
+        fields = dict(x.split('=') for x in report.split())
+        self.assertEqual(os.waitstatus_to_exitcode(int(fields['status'])), -11)
+
+    def test_helper_sets_and_clears_ld_preload(self):
+        p, _ = self.helper(FAKE_SO, '/bin/sh', '-c', 'echo "[$LD_PRELOAD]"')
+        self.assertEqual(p.stdout.strip(), '[%s]' % FAKE_SO)
+        env = dict(os.environ, LD_PRELOAD=FAKE_SO)
+        r_fd, w_fd = os.pipe()
+        p = subprocess.run([HELPER, str(w_fd), '', '/bin/sh', '-c', 'echo "[${LD_PRELOAD-unset}]"'],
+                           pass_fds=(w_fd,), env=env, stdout=subprocess.PIPE, text=True)
+        os.close(w_fd)
+        os.close(r_fd)
+        self.assertEqual(p.stdout.strip(), '[unset]')
+
+    def test_helper_refuses_bad_arguments(self):
+        p = subprocess.run([HELPER, 'x', '', '/bin/true'], stderr=subprocess.PIPE, text=True)
+        self.assertEqual(p.returncode, 2)
+        p = subprocess.run([HELPER, '99', '', '/bin/true'], stderr=subprocess.PIPE, text=True)
+        self.assertEqual(p.returncode, 2)
+        p = subprocess.run([HELPER, '1'], stderr=subprocess.PIPE, text=True)
+        self.assertEqual(p.returncode, 2)
+        p, _ = self.helper('', self.path('no-such-program'))
+        self.assertEqual(p.returncode, 127)
+        self.assertIn('cannot run', p.stderr)
 
 
 def brute_force_p(x, y):
