@@ -21,7 +21,6 @@ import os
 import random
 import shutil
 import subprocess
-import sys
 import tempfile
 import unittest
 import xml.etree.ElementTree as ET
@@ -359,6 +358,15 @@ class TestStatsReading(ToolCase):
         self.assertEqual([s for _, s in self.logged()], ['json', '-', '-'])
         self.assertEqual([x['stats_lines'] for x in doc['runs']], [1, None, None])
         self.assertFalse(os.path.exists(mine) and os.path.getsize(mine))
+
+    def test_statistics_of_another_variant_are_flagged(self):
+        r, doc = self.run_json(['p8'], {'FAKE_VARIANT': 'default'})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn('WRONG VARIANT: p8 runs wrote statistics of variant default', r.stdout)
+        self.assertEqual(doc['summary'][0]['stats_variant_mismatch'], ['default'])
+        r, doc = self.run_json(['p8'], {})
+        self.assertNotIn('WRONG', r.stdout)
+        self.assertEqual(doc['summary'][0]['stats_variant_mismatch'], [])
 
     def test_read_stats_file_skips_foreign_lines(self):
         tool = load_tool()
@@ -791,28 +799,28 @@ class TestStatistics(unittest.TestCase):
     def test_all_equal_is_not_significant(self):
         _, p, _ = self.t.mann_whitney_u([2.0] * 5, [2.0] * 5)
         self.assertEqual(p, 1.0)
-        _, p, how = self.t.mann_whitney_u([2.0] * 30, [2.0] * 30)
+        _, p, how = self.t.mann_whitney_u([2.0] * 31, [2.0] * 30)
         self.assertEqual((p, how), (1.0, 'normal'))
 
     def test_normal_approximation(self):
-        x = list(range(25))
-        y = [v + 100 for v in range(25)]
+        x = list(range(35))
+        y = [v + 100 for v in range(35)]
         u, p, how = self.t.mann_whitney_u(x, y)
         self.assertEqual((u, how), (0.0, 'normal'))
-        z = (25 * 25 / 2 - 0.5) / math.sqrt(25 * 25 * 51 / 12)
+        z = (35 * 35 / 2 - 0.5) / math.sqrt(35 * 35 * 71 / 12)
         self.assertAlmostEqual(p / math.erfc(z / math.sqrt(2)), 1.0, places=9)
 
     def test_normal_approximation_tie_correction(self):
-        x = [1] * 10 + [2] * 11
-        y = [2] * 10 + [3] * 11
+        x = [1] * 15 + [2] * 16
+        y = [2] * 15 + [3] * 16
         u, p, how = self.t.mann_whitney_u(x, y)
         self.assertEqual(how, 'normal')
-        # ranks: 1 x10 -> 5.5; 2 x21 -> 21; 3 x11 -> 37
-        self.assertEqual(u, 10 * 5.5 + 11 * 21 - 21 * 22 / 2)
-        N = 42
-        var = 21 * 21 / 12 * ((N + 1) - ((10 ** 3 - 10) + (21 ** 3 - 21) + (11 ** 3 - 11))
+        # ranks: 1 x15 -> 8; 2 x31 -> 31; 3 x16 -> 54.5
+        self.assertEqual(u, 15 * 8 + 16 * 31 - 31 * 32 / 2)
+        N = 62
+        var = 31 * 31 / 12 * ((N + 1) - ((15 ** 3 - 15) + (31 ** 3 - 31) + (16 ** 3 - 16))
                                / (N * (N - 1)))
-        z = (abs(u - 21 * 21 / 2) - 0.5) / math.sqrt(var)
+        z = (abs(u - 31 * 31 / 2) - 0.5) / math.sqrt(var)
         self.assertAlmostEqual(p, math.erfc(z / math.sqrt(2)))
 
     def test_bootstrap_is_seeded(self):

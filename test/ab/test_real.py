@@ -34,24 +34,43 @@ print("mops=%.4f" % (ops / (time.perf_counter() - t0) / 1e6))
 '''
 
 
+def variants():
+    return [v for v in os.environ.get('HAKMEM_AB_VARIANTS', 'default').split(',') if v]
+
+
 class TestRealLibraries(unittest.TestCase):
-    def test_every_variant_runs_and_reports_its_statistics(self):
+    def compare(self, cmd):
         tool = os.environ['HAKMEM_AB_TOOL']
-        variants = [v for v in os.environ.get('HAKMEM_AB_VARIANTS', 'default').split(',') if v]
         with tempfile.TemporaryDirectory() as d:
             out = os.path.join(d, 'out.json')
             env = dict(os.environ, PYTHONMALLOC='malloc')
             r = subprocess.run(
                 [tool, '--rounds', '2', '--warmup', '0', '--json', out,
-                 '--timeout', '120', 'glibc'] + variants +
-                ['--', '/usr/bin/python3', '-c', WORKLOAD],
+                 '--timeout', '120', 'glibc'] + variants() + ['--'] + cmd,
                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 text=True, timeout=900)
             sys.stdout.write(r.stdout)
             sys.stderr.write(r.stderr)
             self.assertEqual(r.returncode, 0, 'some run failed')
+            self.assertNotIn('WRONG ALLOCATOR', r.stdout)
             with open(out) as f:
-                doc = json.load(f)
+                return json.load(f)
+
+    def test_project_benchmark_is_served_by_each_library(self):
+        bench = os.path.join(os.environ['HAKMEM_AB_BUILD_DIR'], 'test', 'bench',
+                             'bench_random_mixed')
+        if not os.access(bench, os.X_OK):
+            self.skipTest('no %s in this build' % bench)
+        doc = self.compare([bench, '--ops', '200000'])
+        for run in doc['runs']:
+            with self.subTest(library=run['library'], round=run['round']):
+                self.assertIsNotNone(run['throughput'])
+                self.assertEqual(run['served_by'],
+                                 'glibc' if run['library'] == 'glibc' else 'hakmem')
+                self.assertLess(run['rss_kib'], 64 * 1024)
+
+    def test_every_variant_runs_and_reports_its_statistics(self):
+        doc = self.compare(['/usr/bin/python3', '-c', WORKLOAD])
         self.assertEqual(doc['metric']['name'], 'throughput')
         for run in doc['runs']:
             with self.subTest(library=run['library'], round=run['round']):
