@@ -17,16 +17,22 @@
                 INV(ODD(CLS_SIZE(c))), (uint8_t)TZ(CLS_SIZE(c)) }
 #define CI8(c) CI(c), CI(c + 1), CI(c + 2), CI(c + 3), CI(c + 4), CI(c + 5), CI(c + 6), CI(c + 7)
 
-const hak_class_info_t hak_class_info[HAK_NUM_CLASSES] = {
+const hak_class_info_t hak_class_info1[HAK_NUM_CLASSES + 1] = {
+  {0, 0, 0, 0},
   CI8(0), CI8(8), CI8(16), CI8(24), CI8(32), CI8(40), CI8(48), CI8(56), CI8(64),
 };
 
-/* (n + 15) >> 4 → class, for n up to HAK_TINY_MAX. */
+/* size → class + 1 for sizes up to HAK_TINY_MAX, through i = (n + 15) / 16:
+ * 16-byte classes up to 128, then 8 per doubling. */
 #define T(i) ((i) <= 8 ? ((i) ? (i) - 1 : 0) : \
   (i) <= 16 ? 8 + (i) - 9 : (i) <= 32 ? 16 + ((i) - 17) / 2 : 24 + ((i) - 33) / 4)
-#define T8(i) T(i), T(i + 1), T(i + 2), T(i + 3), T(i + 4), T(i + 5), T(i + 6), T(i + 7)
-const uint8_t hak_tiny_class[(HAK_TINY_MAX >> 4) + 1] = {
-  T8(0), T8(8), T8(16), T8(24), T8(32), T8(40), T8(48), T8(56), T(64),
+#define S(n) (T(((n) + 15) / 16) + 1)
+#define S4(n) S(n), S(n + 1), S(n + 2), S(n + 3)
+#define S16(n) S4(n), S4(n + 4), S4(n + 8), S4(n + 12)
+#define S64(n) S16(n), S16(n + 16), S16(n + 32), S16(n + 48)
+#define S256(n) S64(n), S64(n + 64), S64(n + 128), S64(n + 192)
+const uint8_t hak_tiny_class1[HAK_TINY_MAX + 1] = {
+  S256(0), S256(256), S256(512), S256(768), S(1024),
 };
 
 _Static_assert(CLS_SIZE(71) == HAK_SMALL_MAX, "last class must be HAK_SMALL_MAX");

@@ -19,12 +19,17 @@ typedef struct hak_class_info {
   uint8_t  shift;       /* log2 of the power-of-two part of size */
 } hak_class_info_t;
 
-extern const uint8_t hak_tiny_class[(HAK_TINY_MAX >> 4) + 1] HAK_INTERNAL;
-extern const hak_class_info_t hak_class_info[HAK_NUM_CLASSES] HAK_INTERNAL;
+/* class + 1, indexed by the size itself (one load, no arithmetic on the hot
+ * path: the caches index their bins by class + 1 too). */
+extern const uint8_t hak_tiny_class1[HAK_TINY_MAX + 1] HAK_INTERNAL;
+/* Indexed by class + 1; entry 0 describes no class (per_slab 0), so a
+ * lookup with "not a class" fails the block check without a branch. */
+extern const hak_class_info_t hak_class_info1[HAK_NUM_CLASSES + 1] HAK_INTERNAL;
+#define hak_class_info (hak_class_info1 + 1)
 
 HAK_INLINE unsigned hak_class_of_tiny(size_t n)  /* n <= HAK_TINY_MAX */
 {
-  return hak_tiny_class[(n + 15) >> 4];
+  return hak_tiny_class1[n] - 1u;
 }
 
 HAK_INLINE unsigned hak_class_of_small(size_t n) /* HAK_TINY_MAX < n <= HAK_SMALL_MAX */
@@ -42,11 +47,19 @@ HAK_INLINE size_t hak_class_size(unsigned c) { return hak_class_info[c].size; }
 
 /* True when off (an offset inside a slab, < HAK_SLAB_SIZE) is the start of
  * one of the slab's blocks: a multiply and a rotate, no division. */
+HAK_INLINE bool hak_class1_is_block_offset(unsigned c1, uint32_t off)
+{
+  const hak_class_info_t *ci = &hak_class_info1[c1];
+  uint32_t q = off * ci->inv;
+  q = (q >> ci->shift) | (q << (-ci->shift & 31)); /* rotate right */
+  return q < ci->per_slab;
+}
+
 HAK_INLINE bool hak_class_is_block_offset(unsigned c, uint32_t off)
 {
   const hak_class_info_t *ci = &hak_class_info[c];
   uint32_t q = off * ci->inv;
-  q = (q >> ci->shift) | (ci->shift ? q << (32 - ci->shift) : 0);
+  q = (q >> ci->shift) | (q << (-ci->shift & 31)); /* rotate right */
   return q < ci->per_slab;
 }
 

@@ -97,14 +97,15 @@ static ptr_kind_t classify(const void *p, unsigned *cls)
   return k;
 }
 
-/* The fast test free uses: p is a block start of a small class. */
-HAK_INLINE bool small_block(const void *p, uint64_t tag, unsigned *cls)
+/* The fast test free uses: p is a block start of a small class (the class
+ * map says which class; the offset check proves a block start outside the
+ * header slab). */
+HAK_INLINE bool small_block(const void *p, unsigned *cls)
 {
-  unsigned c = hak_tag_class(tag);
-  *cls = c;
-  return hak_tag_kind(tag) == HAK_KIND_SMALL &&
-         ((uintptr_t)p & (HAK_SS_MASK & ~(HAK_SLAB_SIZE - 1))) != 0 &&
-         hak_class_is_block_offset(c, (uint32_t)((uintptr_t)p & (HAK_SLAB_SIZE - 1)));
+  unsigned c1 = registry_small_class1(p); /* 0: not a small block; fails below */
+  *cls = c1 - 1;
+  return ((uintptr_t)p & (HAK_SS_MASK & ~(HAK_SLAB_SIZE - 1))) != 0 &&
+         hak_class1_is_block_offset(c1, (uint32_t)((uintptr_t)p & (HAK_SLAB_SIZE - 1)));
 }
 
 /* ---- Free ---------------------------------------------------------------- */
@@ -130,7 +131,7 @@ static HAK_NOINLINE void free_slow(void *p, const char *fn)
 HAK_INLINE void free_named(void *p, const char *fn)
 {
   unsigned c;
-  if (hak_likely(small_block(p, registry_tag(p), &c))) {
+  if (hak_likely(small_block(p, &c))) {
     uc_push(c, p);
     return;
   }
@@ -172,8 +173,7 @@ HAK_EXPORT void *hak_calloc(size_t nmemb, size_t size)
 static size_t usable_of(void *p, const char *fn)
 {
   unsigned c;
-  uint64_t tag = registry_tag(p);
-  if (hak_likely(small_block(p, tag, &c)))
+  if (hak_likely(small_block(p, &c)))
     return hak_class_size(c);
   switch (classify(p, &c)) {
   case PTR_SMALL:
@@ -195,7 +195,7 @@ HAK_EXPORT void *hak_realloc(void *p, size_t n)
   }
   unsigned c;
   size_t old;
-  ptr_kind_t k = small_block(p, registry_tag(p), &c) ? PTR_SMALL : classify(p, &c);
+  ptr_kind_t k = small_block(p, &c) ? PTR_SMALL : classify(p, &c);
   if (k == PTR_BAD)
     hak_os_fatal("realloc", "invalid pointer (not allocated by hakmem)", p);
   if (hak_unlikely(n > HAK_MAX_REQUEST)) {

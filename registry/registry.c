@@ -11,6 +11,17 @@
 #include <sys/mman.h>
 
 hak_reg_leaf_t *hak_reg_top[HAK_REG_TOP_SIZE];
+uint8_t hak_reg_classmap[(size_t)1 << HAK_REG_MAP_BITS];
+
+static void classmap_set(uintptr_t base, uint64_t tag)
+{
+  uintptr_t i = base >> HAK_SS_SHIFT;
+  if (i >= ((uintptr_t)1 << HAK_REG_MAP_BITS))
+    return;
+  uint8_t v = hak_tag_kind(tag) == HAK_KIND_SMALL ? (uint8_t)(hak_tag_class(tag) + 1) : 0;
+  if (__atomic_load_n(&hak_reg_classmap[i], __ATOMIC_RELAXED) != v)
+    __atomic_store_n(&hak_reg_classmap[i], v, __ATOMIC_RELEASE);
+}
 
 static pthread_mutex_t reg_mutex = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic uint64_t reg_leaves;
@@ -53,13 +64,18 @@ int registry_set_tag(uintptr_t base, uint64_t tag)
   _Atomic uint64_t *slot = slot_for(base, true);
   if (!slot)
     return -1;
+  if (hak_tag_kind(tag) != HAK_KIND_SMALL)
+    classmap_set(base, 0);   /* cleared before the tag changes... */
   atomic_store_explicit(slot, tag, memory_order_release);
+  if (hak_tag_kind(tag) == HAK_KIND_SMALL)
+    classmap_set(base, tag); /* ...and set after it */
   return 0;
 }
 
 void registry_clear_tag(uintptr_t base)
 {
   _Atomic uint64_t *slot = slot_for(base, false);
+  classmap_set(base, 0);
   if (slot)
     atomic_store_explicit(slot, 0, memory_order_release);
 }
@@ -69,7 +85,10 @@ bool registry_swap_tag(uintptr_t base, uint64_t expected, uint64_t desired)
   _Atomic uint64_t *slot = slot_for(base, desired != 0);
   if (!slot)
     return expected == 0 && desired == 0;
-  return atomic_compare_exchange_strong(slot, &expected, desired);
+  if (!atomic_compare_exchange_strong(slot, &expected, desired))
+    return false;
+  classmap_set(base, desired);
+  return true;
 }
 
 void registry_synchronize(void)

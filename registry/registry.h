@@ -20,6 +20,12 @@
  * Writers. registry_set_tag() publishes a tag (creating the leaf under the
  * registry mutex if needed); tags are plain atomic stores.
  *
+ * Class map. For the free fast path, one byte per chunk of the 47-bit user
+ * address space (a 128 MiB zero-filled table: only the pages that hold
+ * bytes of live chunks are ever touched) says "small SuperSlab of class c"
+ * as c + 1, and 0 for anything else. It is written with the tag (set after,
+ * cleared before) and, like the leaves, never shrunk: one load, no lock.
+ *
  * Per-class index. An intrusive doubly-linked list per size class of
  * SuperSlabs that no thread owns and that have room, under a per-class mutex
  * that also serialises every operation on such ownerless SuperSlabs. O(1)
@@ -66,14 +72,26 @@ extern hak_reg_leaf_t *hak_reg_top[HAK_REG_TOP_SIZE] HAK_INTERNAL;
 HAK_INLINE uint64_t registry_tag(const void *p)
 {
   uintptr_t a = (uintptr_t)p;
-  if (hak_unlikely(a >> HAK_REG_ADDR_BITS))
+  uintptr_t top = a >> (HAK_SS_SHIFT + HAK_REG_LEAF_BITS);
+  if (hak_unlikely(top >= HAK_REG_TOP_SIZE)) /* above the 48-bit user space */
     return 0;
-  hak_reg_leaf_t *leaf = __atomic_load_n(&hak_reg_top[a >> (HAK_SS_SHIFT + HAK_REG_LEAF_BITS)],
-                                         __ATOMIC_ACQUIRE);
+  hak_reg_leaf_t *leaf = __atomic_load_n(&hak_reg_top[top], __ATOMIC_ACQUIRE);
   if (hak_unlikely(leaf == NULL))
     return 0;
   return atomic_load_explicit(&leaf->tag[(a >> HAK_SS_SHIFT) & (HAK_REG_LEAF_SIZE - 1)],
                               memory_order_acquire);
+}
+
+#define HAK_REG_MAP_BITS (47 - HAK_SS_SHIFT)
+extern uint8_t hak_reg_classmap[(size_t)1 << HAK_REG_MAP_BITS] HAK_INTERNAL;
+
+/* class + 1 if p lies in a small-block SuperSlab, else 0. */
+HAK_INLINE unsigned registry_small_class1(const void *p)
+{
+  uintptr_t i = (uintptr_t)p >> HAK_SS_SHIFT;
+  if (hak_unlikely(i >= ((uintptr_t)1 << HAK_REG_MAP_BITS)))
+    return 0;
+  return __atomic_load_n(&hak_reg_classmap[i], __ATOMIC_RELAXED);
 }
 
 /* Publish a tag for the chunk at base (aligned to HAK_SS_SIZE). Returns -1

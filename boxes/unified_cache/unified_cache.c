@@ -1,8 +1,8 @@
 /*
  * boxes/unified_cache/unified_cache.c — refill, flush and thread set-up of
- * the unified cache. See unified_cache.h for the fill-tracking invariant:
- *   blocks on bin c == (limit(c) - uc_slack[c]) + (int32)(pushes - pops)
- * re-based (pushes = pops = 0) at every slow-path event.
+ * the unified cache. The fill-tracking invariant (see unified_cache.h):
+ *   blocks on bin c == base(c) - avail, base = limit(c) when the thread is
+ *   live, 0 when new or gone (so every push then reaches the slow path).
  */
 #include "boxes/unified_cache/unified_cache.h"
 #include "boxes/warm_pool/warm_pool.h"
@@ -10,8 +10,7 @@
 #include "backend/os.h"
 #include "hak/stats.h"
 
-__thread uc_bin_t uc_bins[HAK_NUM_CLASSES];
-__thread int32_t uc_slack[HAK_NUM_CLASSES];
+__thread uc_bin_t uc_bins1[HAK_NUM_CLASSES + 1];
 static __thread uint8_t uc_state; /* 0 new, 1 live, 2 gone */
 static void (*uc_thread_setup_hook)(void);
 
@@ -37,23 +36,24 @@ static inline unsigned uc_batch(unsigned c)
   return n ? n : 1;
 }
 
-static inline int32_t bin_fill(unsigned c)
+static inline int32_t bin_base(unsigned c)
 {
-  uc_bin_t *b = &uc_bins[c];
-  int32_t base = uc_state == UC_LIVE ? uc_limit(c) - uc_slack[c] : 0;
-  return base + (int32_t)(b->pushes - b->pops);
+  return uc_state == UC_LIVE ? uc_limit(c) : 0;
 }
 
-/* Re-base bin c to hold fill blocks, folding its pops into the hit count. */
+static inline int32_t bin_fill(unsigned c)
+{
+  return bin_base(c) - UC_BIN(c)->avail;
+}
+
+/* Record that bin c holds fill blocks, folding its pops into the hits. */
 static inline void bin_rebase(unsigned c, int32_t fill)
 {
-  uc_bin_t *b = &uc_bins[c];
+  uc_bin_t *b = UC_BIN(c);
   HAK_STAT_ADD(c, uc_hits, b->pops);
-  b->pushes = b->pops = 0;
-  uc_slack[c] = uc_state == UC_LIVE ? uc_limit(c) - fill : -1;
+  b->pops = 0;
+  b->avail = bin_base(c) - fill;
 }
-/* Outside UC_LIVE the base is 0 and the slack -1 (gone: every push flushes)
- * or 0 (new: the first push reaches uc_flush, which sets the thread up). */
 
 void uc_thread_init(void)
 {
@@ -75,7 +75,7 @@ void *uc_refill(unsigned c)
   HAK_STAT_ADD(c, uc_misses, 1);
   if (hak_unlikely(n == 0))
     return NULL;
-  uc_bin_t *b = &uc_bins[c];
+  uc_bin_t *b = UC_BIN(c);
   int32_t fill = bin_fill(c);
   if (n > 1) {
     *(void **)tail = b->head;
@@ -88,7 +88,7 @@ void *uc_refill(unsigned c)
 
 static void flush_n(unsigned c, int32_t fill, int32_t k)
 {
-  uc_bin_t *b = &uc_bins[c];
+  uc_bin_t *b = UC_BIN(c);
   void *first = b->head, *last = first;
   for (int32_t i = 1; i < k; i++)
     last = *(void **)last;
@@ -133,7 +133,7 @@ void uc_free_direct(unsigned c, void *p)
 
 bool uc_holds_recent(unsigned c, const void *p, unsigned depth)
 {
-  const void *q = uc_bins[c].head;
+  const void *q = UC_BIN(c)->head;
   for (unsigned i = 0; q && i < depth; i++, q = *(void *const *)q)
     if (q == p)
       return true;
@@ -144,7 +144,7 @@ void uc_drain_all(void)
 {
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
     int32_t fill = bin_fill(c);
-    if (fill > 0 && uc_bins[c].head)
+    if (fill > 0 && UC_BIN(c)->head)
       flush_n(c, fill, fill);
     else
       bin_rebase(c, 0);
@@ -162,7 +162,7 @@ void uc_thread_exit(void)
 void uc_fold_stats(void)
 {
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
-    uc_bin_t *b = &uc_bins[c];
+    uc_bin_t *b = UC_BIN(c);
     if (b->pops) {
       int32_t fill = bin_fill(c);
       bin_rebase(c, fill);

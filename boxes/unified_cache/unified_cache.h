@@ -3,11 +3,11 @@
  * of free blocks linked through their first word. malloc pops, free pushes;
  * nothing else happens on the hot path (one TLS block, no atomic, no lock).
  *
- * Fill tracking without a hot-path counter of its own: each bin counts
- * pushes and pops (pops double as the hit counter for the statistics), and
- * uc_slack[c] is how far pushes may run ahead of pops before the bin holds
- * more than its limit. The slow path re-bases both counters at every refill
- * and flush. A thread's bins start zeroed — an empty sentinel: the first pop
+ * Fill tracking: avail is how many more blocks the bin may take before it
+ * is over its limit (limit - fill). A pop adds one, a push takes one and
+ * flushes when it goes negative. With statistics, a pop also counts itself
+ * in pops, the cache's hit counter, folded into the statistics on the slow
+ * path. A thread's bins start zeroed — an empty sentinel: the first pop
  * misses and the first push overflows, and the slow path sets the thread up.
  *
  * Refill and flush move blocks in batches to and from the warm pool.
@@ -22,22 +22,27 @@
 
 typedef struct uc_bin {
   void    *head;
-  uint32_t pushes;
+  int32_t  avail;
   uint32_t pops;
 } uc_bin_t;
 
-extern __thread uc_bin_t uc_bins[HAK_NUM_CLASSES] HAK_INTERNAL;
-extern __thread int32_t uc_slack[HAK_NUM_CLASSES] HAK_INTERNAL;
+/* Indexed by class + 1 (entry 0 is never used): the free path gets class + 1
+ * from the class map and indexes with it directly. */
+extern __thread uc_bin_t uc_bins1[HAK_NUM_CLASSES + 1] HAK_INTERNAL;
+#define UC_BIN(c) (&uc_bins1[(c) + 1])
 
 /* A free block of class c, or NULL (then call uc_refill). */
 HAK_INLINE void *uc_pop(unsigned c)
 {
 #if HAK_UNIFIED_CACHE
-  uc_bin_t *b = &uc_bins[c];
+  uc_bin_t *b = UC_BIN(c);
   void *p = b->head;
   if (hak_likely(p != NULL)) {
     b->head = *(void **)p;
+    b->avail++;
+#if HAK_STATS
     b->pops++;
+#endif
   }
   return p;
 #else
@@ -59,13 +64,13 @@ void uc_free_direct(unsigned c, void *p) HAK_INTERNAL;
 HAK_INLINE void uc_push(unsigned c, void *p)
 {
 #if HAK_UNIFIED_CACHE
-  uc_bin_t *b = &uc_bins[c];
+  uc_bin_t *b = UC_BIN(c);
   void *h = b->head;
   if (hak_unlikely(h == p)) /* freed twice in a row: would make a cycle */
     uc_double_free(p);
   *(void **)p = h;
   b->head = p;
-  if (hak_unlikely((int32_t)(++b->pushes - b->pops) > uc_slack[c]))
+  if (hak_unlikely(--b->avail < 0))
     uc_flush(c);
 #else
   uc_free_direct(c, p);

@@ -19,7 +19,7 @@ static unsigned long long stat(const char *name)
 static unsigned bin_len(unsigned c)
 {
   unsigned n = 0;
-  for (void *p = uc_bins[c].head; p; p = *(void **)p)
+  for (void *p = UC_BIN(c)->head; p; p = *(void **)p)
     n++;
   return n;
 }
