@@ -100,7 +100,6 @@ hak_step() {
   printf '=== %s: exit %d\n' "$label" "$rc"
   # Same line on stderr, so the stderr logs line up step by step.
   printf '=== %s: exit %d\n' "$label" "$rc" >&2
-  HAK_LAST_RC=$rc
 }
 
 # hak_compare FUNCTION: run FUNCTION once per mode, each time in a fresh
