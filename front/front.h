@@ -15,6 +15,7 @@ extern __thread uint8_t hak_thread_state HAK_INTERNAL;
 void hak_thread_setup(void) HAK_INTERNAL;
 
 /* Statistics output at exit, as HAKMEM_STATS asks (front/stats.c). */
+void hak_stats_at_start(void) HAK_INTERNAL;
 void hak_stats_at_exit(void) HAK_INTERNAL;
 void hak_stats_thread_start(void) HAK_INTERNAL;
 void hak_stats_thread_fold(void) HAK_INTERNAL;

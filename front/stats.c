@@ -390,6 +390,18 @@ HAK_EXPORT int hak_stats_get(const char *name, unsigned long long *value)
   return -1;
 }
 
+/* Programs such as GNU coreutils close stderr before exit; a private copy
+ * taken at start-up still reaches the terminal or file it pointed to. */
+static int stats_stderr = -1;
+
+void hak_stats_at_start(void)
+{
+  const char *mode = getenv("HAKMEM_STATS");
+  const char *file = getenv("HAKMEM_STATS_FILE");
+  if (mode && *mode && strcmp(mode, "0") != 0 && !(file && *file))
+    stats_stderr = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 100);
+}
+
 void hak_stats_at_exit(void)
 {
   const char *mode = getenv("HAKMEM_STATS");
@@ -397,13 +409,13 @@ void hak_stats_at_exit(void)
     return;
   int json = strcmp(mode, "json") == 0;
   const char *file = getenv("HAKMEM_STATS_FILE");
-  int fd = STDERR_FILENO;
+  int fd = stats_stderr >= 0 ? stats_stderr : STDERR_FILENO;
   if (file && *file) {
     fd = open(file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (fd < 0)
       return;
   }
   hak_stats_write(fd, json);
-  if (fd != STDERR_FILENO)
+  if (fd != STDERR_FILENO && fd != stats_stderr)
     close(fd);
 }

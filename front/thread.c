@@ -104,6 +104,7 @@ void hak_thread_setup(void)
 __attribute__((constructor)) static void hakmem_constructor(void)
 {
   hak_thread_setup();
+  hak_stats_at_start();
 }
 
 __attribute__((destructor)) static void hakmem_destructor(void)

@@ -3,6 +3,7 @@
 
 #include <check.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 
@@ -93,11 +94,13 @@ static _Atomic int stop_readers;
 static _Atomic unsigned long reads_done;
 
 static _Atomic(uint64_t *) published;
+static _Atomic int readers_started;
 
 static void *deref_reader(void *arg)
 {
   (void)arg;
   unsigned long n = 0, bad = 0;
+  atomic_fetch_add(&readers_started, 1);
   while (!atomic_load(&stop_readers)) {
     registry_read_lock();
     uint64_t *p = atomic_load(&published);
@@ -117,6 +120,8 @@ START_TEST(rcu_reader_writer_reclaim)
   pthread_create(&r[0], NULL, deref_reader, NULL);
   pthread_create(&r[1], NULL, deref_reader, NULL);
   pthread_create(&r[2], NULL, deref_reader, NULL);
+  while (atomic_load(&readers_started) < 3) /* the writer must race real readers */
+    sched_yield();
   for (int round = 0; round < 200; round++) {
     uint64_t *m = mmap(NULL, HAK_SS_SIZE * 2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     ck_assert_ptr_ne(m, MAP_FAILED);
