@@ -8,8 +8,8 @@
  * just before the block. The registry tag LARGE is set on the chunk that
  * holds the block's start, which no other mapping can share.
  *
- * The cache holds up to CACHE_SLOTS mappings (default offset only) under
- * large_lock; an entry older than CACHE_AGE_NS is given back on the next
+ * The cache holds up to CACHE_SLOTS mappings and CACHE_MAX_BYTES (default
+ * offset only) under large_lock; an allocation takes the smallest that fits; an entry older than CACHE_AGE_NS is given back on the next
  * large operation, and all of them on malloc_trim. A mapping leaving for
  * good has its tag cleared and is decommitted at once; the unmapping waits
  * for a grace period, in batches.
@@ -24,10 +24,12 @@
 #include <time.h>
 
 #define LARGE_MAGIC   0x48414b4cu /* "HAKL" */
-#define CACHE_SLOTS   8u
+#define CACHE_SLOTS   16u
 #define CACHE_AGE_NS  (2ull * 1000 * 1000 * 1000)
-#define CACHE_MAX_BYTES ((size_t)256 << 20)
+#define CACHE_MAX_BYTES ((size_t)64 << 20)
 #define RETIRE_BATCH  16u
+/* Reusing a mapping larger than this beyond the request gives the rest back. */
+#define LARGE_TRIM_SLACK ((size_t)16 << 20)
 
 typedef struct large_hdr {
   uint32_t magic;
@@ -126,13 +128,9 @@ static char *cache_take(size_t need, size_t *got)
   if (cache_len) {
     evict_locked(false, ob, os_, &nout);
     int best = -1;
-    for (unsigned i = 0; i < cache_len; i++) {
-      /* Fits, and wastes at most a quarter (or 1 MiB): the rest of the
-       * mapping would stay resident for nothing. */
-      if (cache[i].size >= need && cache[i].size - need <= (need / 4 > HAK_SS_SIZE ? need / 4 : HAK_SS_SIZE) &&
-          (best < 0 || cache[i].size < cache[best].size))
+    for (unsigned i = 0; i < cache_len; i++)
+      if (cache[i].size >= need && (best < 0 || cache[i].size < cache[best].size))
         best = (int)i;
-    }
     if (best >= 0) {
       base = cache[best].base;
       *got = cache[best].size;
@@ -142,6 +140,11 @@ static char *cache_take(size_t need, size_t *got)
   }
   pthread_mutex_unlock(&large_lock);
   unmap_batch(nout, ob, os_);
+  /* A much larger mapping keeps its size (the block may grow into it in
+   * place), but the pages past what was asked for are given back, so a
+   * small block does not hold a big one's memory. */
+  if (base && *got - need > LARGE_TRIM_SLACK)
+    hak_os_decommit(base + need, *got - need);
   return base;
 }
 
