@@ -36,6 +36,20 @@ static inline unsigned uc_batch(unsigned c)
   return n ? n : 1;
 }
 
+/* Refills start small and double up to uc_batch: a class a thread uses for
+ * a handful of blocks carves (and touches) only a handful. */
+static __thread uint16_t uc_refill_size[HAK_NUM_CLASSES];
+
+static inline unsigned refill_batch(unsigned c)
+{
+  unsigned full = uc_batch(c);
+  unsigned n = uc_refill_size[c] ? uc_refill_size[c] : 4;
+  if (n >= full)
+    return full;
+  uc_refill_size[c] = (uint16_t)(n * 2);
+  return n;
+}
+
 static inline int32_t bin_base(unsigned c)
 {
   return uc_state == UC_LIVE ? uc_limit(c) : 0;
@@ -71,7 +85,7 @@ void uc_thread_init(void)
 void *uc_refill(unsigned c)
 {
   void *head, *tail;
-  unsigned n = warm_pool_refill(c, HAK_UNIFIED_CACHE && uc_state == UC_LIVE ? uc_batch(c) : 1, &head, &tail);
+  unsigned n = warm_pool_refill(c, HAK_UNIFIED_CACHE && uc_state == UC_LIVE ? refill_batch(c) : 1, &head, &tail);
   HAK_STAT_ADD(c, uc_misses, 1);
   if (hak_unlikely(n == 0))
     return NULL;
