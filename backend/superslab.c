@@ -129,6 +129,7 @@ static void ss_init(hak_superslab_t *ss, unsigned cls)
   ss->free_next = ss->inbox_next = NULL;
   ss->pend_next = ss->pend_prev = NULL;
   ss->pending = 0;
+  ss->prefilled = 0;
   ss->index_link.next = ss->index_link.prev = NULL;
   ss->index_link.linked = false;
   atomic_store_explicit(&ss->remote_head, NULL, memory_order_relaxed);
@@ -371,6 +372,7 @@ hak_superslab_t *backend_ss_adopt(hak_owner_t *o, unsigned cls)
     ss->tier = HAK_TIER_HOT;
     ss->in_pool = 0;
     ss->empty_counted = 0;
+    ss->prefilled = 0;
     atomic_store_explicit(&ss->owner, o, memory_order_seq_cst);
     atomic_store_explicit(&ss->notify, NOTIFY_ARMED, memory_order_seq_cst);
     owner_link(o, ss);

@@ -64,6 +64,7 @@ typedef struct hak_superslab {
   struct hak_superslab *inbox_next;              /* the owner's inbox (pushed by others) */
   struct hak_superslab *pend_next, *pend_prev;   /* owner-private: taken off the inbox */
   uint8_t pending;
+  uint8_t prefilled;           /* for the box above: prefilled, not carved from yet */
   hak_reg_link_t index_link;                     /* registry per-class index */
   /* written by other threads: its own cache line */
   _Atomic(void *) remote_head __attribute__((aligned(64)));

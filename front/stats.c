@@ -57,6 +57,8 @@ void hak_stats_thread_start(void)
   }
   if (ts) {
     memset(ts->cls, 0, sizeof ts->cls);
+    memset(ts->budget, 0, sizeof ts->budget);
+    memset(ts->budget_peak, 0, sizeof ts->budget_peak);
     ts->prev = NULL;
     ts->next = stats_live;
     if (stats_live)
@@ -67,8 +69,22 @@ void hak_stats_thread_start(void)
   pthread_mutex_unlock(&stats_lock);
 }
 
-static void add_block(hak_thread_stats_t *dst, const hak_thread_stats_t *src)
+static inline void max_u16(uint16_t *dst, const uint16_t *src)
 {
+  uint16_t v = __atomic_load_n(src, __ATOMIC_RELAXED);
+  if (v > *dst)
+    *dst = v;
+}
+
+/* Counters add up; gauges keep the maximum. A thread folding in at exit
+ * passes its peak on, not its current budget (it has none any more). */
+static void add_block(hak_thread_stats_t *dst, const hak_thread_stats_t *src, bool live)
+{
+  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+    if (live)
+      max_u16(&dst->budget[c], &src->budget[c]);
+    max_u16(&dst->budget_peak[c], &src->budget_peak[c]);
+  }
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
     for (unsigned i = 0; i < HAK_STAT_COUNT; i++) {
       uint64_t v = __atomic_load_n(&src->cls[c].v[i], __ATOMIC_RELAXED);
@@ -84,7 +100,7 @@ void hak_stats_thread_fold(void)
   if (ts == &stats_sink)
     return;
   pthread_mutex_lock(&stats_lock);
-  add_block(&stats_global, ts);
+  add_block(&stats_global, ts, false);
   if (ts->prev)
     ts->prev->next = ts->next;
   else
@@ -103,10 +119,10 @@ static void stats_collect(hak_thread_stats_t *out)
   uc_fold_stats();
   memset(out, 0, sizeof *out);
   pthread_mutex_lock(&stats_lock);
-  add_block(out, &stats_global);
+  add_block(out, &stats_global, true);
   for (hak_thread_stats_t *ts = stats_live; ts; ts = ts->next)
-    add_block(out, ts);
-  add_block(out, &stats_sink);
+    add_block(out, ts, true);
+  add_block(out, &stats_sink, true);
   pthread_mutex_unlock(&stats_lock);
 }
 
@@ -165,6 +181,12 @@ __attribute__((unused)) static void out_u64_pad(outbuf_t *o, unsigned long long 
 
 #define EXTRA_COUNTERS(X) X(superslabs_mapped) X(superslabs_unmapped)
 
+#if HAK_PREFILL_ADAPTIVE
+#define HAK_PREFILL_POLICY_NAME "adaptive"
+#else
+#define HAK_PREFILL_POLICY_NAME "fixed"
+#endif
+
 static void config_json(outbuf_t *o)
 {
   out_str(o, "{\"unified_cache\":");
@@ -175,7 +197,9 @@ static void config_json(outbuf_t *o)
   out_u64(o, HAK_PREFILL);
   out_str(o, ",\"warm_pool_max\":");
   out_u64(o, HAK_WARM_POOL_MAX);
-  out_str(o, ",\"stats\":");
+  out_str(o, ",\"prefill_policy\":\"");
+  out_str(o, HAK_PREFILL_POLICY_NAME);
+  out_str(o, "\",\"stats\":");
   out_u64(o, HAK_STATS);
   out_str(o, "}");
 }
@@ -183,7 +207,7 @@ static void config_json(outbuf_t *o)
 static const char *config_string(void)
 {
   return "variant=" HAK_VARIANT " unified_cache=" HAK_STR(HAK_UNIFIED_CACHE) " warm_pool=" HAK_STR(
-    HAK_WARM_POOL) " prefill=" HAK_STR(HAK_PREFILL) " warm_pool_max=" HAK_STR(HAK_WARM_POOL_MAX) " stats=" HAK_STR(HAK_STATS);
+    HAK_WARM_POOL) " prefill=" HAK_STR(HAK_PREFILL) " prefill_policy=" HAK_PREFILL_POLICY_NAME " warm_pool_max=" HAK_STR(HAK_WARM_POOL_MAX) " stats=" HAK_STR(HAK_STATS);
 }
 
 HAK_EXPORT const char *hak_config_string(void) { return config_string(); }
@@ -225,6 +249,10 @@ static void format_json(outbuf_t *o, const hak_thread_stats_t *s)
     out_u64(o, backend_ss_mapped(c));
     out_str(o, ",\"superslabs_unmapped\":");
     out_u64(o, backend_ss_unmapped(c));
+    out_str(o, ",\"prefill_budget\":");
+    out_u64(o, s->budget[c]);
+    out_str(o, ",\"prefill_budget_peak\":");
+    out_u64(o, s->budget_peak[c]);
     out_str(o, "}");
   }
   out_str(o, "],\"totals\":{");
@@ -309,6 +337,42 @@ static void format_table(outbuf_t *o, const hak_thread_stats_t *s)
   out_u64(o, backend_ss_live());
   out_str(o, "\n");
 }
+
+/* HAKMEM_WARM_POOL_STATS=1: the warm pool's own table. */
+static void format_warm_table(outbuf_t *o, const hak_thread_stats_t *s)
+{
+  out_str(o, "hakmem warm pool (pid ");
+  out_u64(o, (unsigned long long)getpid());
+  out_str(o, "): policy " HAK_PREFILL_POLICY_NAME ", prefill " HAK_STR(HAK_PREFILL) ", capacity " HAK_STR(
+    HAK_WARM_POOL_MAX) "\nclass   size       hits     misses       cold   prefills  budget  peak   hit%\n");
+  uint64_t th = 0, tm = 0, tc = 0, tp = 0;
+  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+    const uint64_t *v = s->cls[c].v;
+    uint64_t h = v[HAK_STAT_warm_hits], m = v[HAK_STAT_warm_misses], cold = v[HAK_STAT_warm_cold_misses],
+             p = v[HAK_STAT_prefilled];
+    if (!(h | m | cold | p))
+      continue;
+    th += h, tm += m, tc += cold, tp += p;
+    out_u64_pad(o, c, 5);
+    out_u64_pad(o, hak_class_size(c), 7);
+    out_u64_pad(o, h, 11);
+    out_u64_pad(o, m, 11);
+    out_u64_pad(o, cold, 11);
+    out_u64_pad(o, p, 11);
+    out_u64_pad(o, s->budget[c], 8);
+    out_u64_pad(o, s->budget_peak[c], 6);
+    out_u64_pad(o, h + m ? h * 100 / (h + m) : 0, 6);
+    out_str(o, "%\n");
+  }
+  out_str(o, "total       ");
+  out_u64_pad(o, th, 11);
+  out_u64_pad(o, tm, 11);
+  out_u64_pad(o, tc, 11);
+  out_u64_pad(o, tp, 11);
+  out_str(o, "              ");
+  out_u64_pad(o, th + tm ? th * 100 / (th + tm) : 0, 6);
+  out_str(o, "%\n");
+}
 #endif
 
 static int write_all(int fd, const char *p, size_t n)
@@ -323,8 +387,17 @@ static int write_all(int fd, const char *p, size_t n)
   return 0;
 }
 
+static int stats_write_mode(int fd, int mode);
+
 HAK_EXPORT int hak_stats_write(int fd, int json)
 {
+  return stats_write_mode(fd, json ? 1 : 0);
+}
+
+/* mode: 0 table, 1 JSON, 2 the warm pool's table. */
+static int stats_write_mode(int fd, int mode)
+{
+  int json = mode == 1;
   size_t cap = 256 * 1024;
   char *buf = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (buf == MAP_FAILED)
@@ -333,7 +406,9 @@ HAK_EXPORT int hak_stats_write(int fd, int json)
 #if HAK_STATS
   static hak_thread_stats_t snapshot; /* large: not on the stack */
   stats_collect(&snapshot);
-  if (json)
+  if (mode == 2)
+    format_warm_table(&o, &snapshot);
+  else if (json)
     format_json(&o, &snapshot);
   else
     format_table(&o, &snapshot);
@@ -398,12 +473,16 @@ void hak_stats_at_start(void)
 {
   const char *mode = getenv("HAKMEM_STATS");
   const char *file = getenv("HAKMEM_STATS_FILE");
-  if (mode && *mode && strcmp(mode, "0") != 0 && !(file && *file))
+  const char *wp = getenv("HAKMEM_WARM_POOL_STATS");
+  if ((mode && *mode && strcmp(mode, "0") != 0 && !(file && *file)) || (wp && strcmp(wp, "1") == 0))
     stats_stderr = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 100);
 }
 
 void hak_stats_at_exit(void)
 {
+  const char *wp = getenv("HAKMEM_WARM_POOL_STATS");
+  if (wp && strcmp(wp, "1") == 0)
+    stats_write_mode(stats_stderr >= 0 ? stats_stderr : STDERR_FILENO, 2);
   const char *mode = getenv("HAKMEM_STATS");
   if (!mode || !*mode || strcmp(mode, "0") == 0)
     return;

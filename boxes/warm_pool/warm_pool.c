@@ -18,6 +18,8 @@ typedef struct wp_class {
   uint16_t count;
   uint16_t empties;
   uint32_t acquired;   /* SuperSlabs this class has taken on a miss */
+  uint16_t budget;     /* prefill budget for the next miss */
+  uint16_t budget_peak;
 } wp_class_t;
 
 static __thread struct {
@@ -32,6 +34,8 @@ bool warm_pool_thread_init(void)
   wp_tls.owner = backend_owner_new();
   return wp_tls.owner != NULL;
 }
+
+static void budget_on_unused(hak_superslab_t *ss);
 
 static void pool_unlink(wp_class_t *k, hak_superslab_t *ss)
 {
@@ -73,6 +77,7 @@ static void pool_offer(hak_superslab_t *ss)
   if (ss->in_pool)
     return;
   if (!HAK_WARM_POOL || k->count >= HAK_WARM_POOL_MAX || (ss->used == 0 && k->empties > 0)) {
+    budget_on_unused(ss);
     backend_ss_release(wp_tls.owner, ss);
     return;
   }
@@ -103,6 +108,50 @@ static inline void count_miss(wp_class_t *k, unsigned cls)
   (void)cls;
 }
 
+/* ---- Prefill budget ------------------------------------------------------
+ * fixed: every miss after a class's first brings HAK_PREFILL_EFFECTIVE
+ * extra SuperSlabs. adaptive: each class starts at that budget; a miss (the
+ * pool ran empty again) doubles it, up to HAK_PREFILL_CAP; a prefilled
+ * SuperSlab given back before anything was carved from it halves it. Only
+ * the slow path moves it, and only from these events: the same sequence of
+ * calls gives the same budgets. */
+
+static void budget_set(wp_class_t *k, unsigned cls, unsigned b)
+{
+  k->budget = (uint16_t)b;
+  if (b > k->budget_peak)
+    k->budget_peak = (uint16_t)b;
+  HAK_STAT_GAUGE(cls, budget, k->budget);
+  HAK_STAT_GAUGE(cls, budget_peak, k->budget_peak);
+}
+
+/* The budget to spend on this miss (0 on a class's first). */
+__attribute__((unused)) static unsigned budget_on_miss(wp_class_t *k, unsigned cls)
+{
+  if (k->acquired == 0) {
+    budget_set(k, cls, HAK_PREFILL_EFFECTIVE);
+    return 0;
+  }
+  unsigned b = k->budget;
+  if (HAK_PREFILL_ADAPTIVE) {
+    unsigned next = b ? b * 2 : 1;
+    budget_set(k, cls, next > (unsigned)HAK_PREFILL_CAP ? (unsigned)HAK_PREFILL_CAP : next);
+  }
+  return b;
+}
+
+/* A prefilled SuperSlab leaves the pool unused: prefill was too eager. */
+static void budget_on_unused(hak_superslab_t *ss)
+{
+  if (!ss->prefilled)
+    return;
+  ss->prefilled = 0;
+  if (HAK_PREFILL_ADAPTIVE) {
+    wp_class_t *k = &wp_tls.cls[ss->cls];
+    budget_set(k, ss->cls, k->budget / 2);
+  }
+}
+
 static hak_superslab_t *acquire(unsigned cls)
 {
   HAK_STAT_ADD(cls, registry_scans, 1);
@@ -122,6 +171,7 @@ unsigned warm_pool_refill(unsigned cls, unsigned max, void **head, void **tail)
   for (hak_superslab_t *ss = k->top; ss; ss = k->top) {
     unsigned n = backend_ss_take(ss, max, head, tail);
     if (hak_likely(n)) {
+      ss->prefilled = 0;
       if (ss->empty_counted) {
         ss->empty_counted = 0;
         k->empties--;
@@ -141,18 +191,21 @@ unsigned warm_pool_refill(unsigned cls, unsigned max, void **head, void **tail)
      * next exhaustion is a hit instead of another registry scan. A class's
      * first SuperSlab comes alone: most classes of most threads never need
      * a second one, and each prefilled SuperSlab costs a header page. */
-    unsigned budget = k->acquired++ ? HAK_PREFILL_EFFECTIVE : 0;
+    unsigned budget = budget_on_miss(k, cls);
+    k->acquired++;
     for (unsigned i = 0; i < budget && k->count + 1u < HAK_WARM_POOL_MAX; i++) {
       hak_superslab_t *extra = acquire(cls);
       if (!extra)
         break;
       HAK_STAT_ADD(cls, prefilled, 1);
+      extra->prefilled = 1;
       pool_link_top(k, extra);
     }
     pool_link_top(k, ss);
   }
   hak_superslab_t *ss = k->top;
   unsigned n = backend_ss_take(ss, max, head, tail);
+  ss->prefilled = 0;
   if (ss->empty_counted && n) {
     ss->empty_counted = 0;
     k->empties--;
@@ -198,6 +251,7 @@ void warm_pool_return(unsigned cls, void *head, unsigned n)
           wp_class_t *k = &wp_tls.cls[ss->cls];
           if (k->empties > 0) {
             pool_unlink(k, ss);
+            budget_on_unused(ss);
             backend_ss_release(me, ss);
           } else {
             ss->empty_counted = 1;
@@ -239,6 +293,7 @@ size_t warm_pool_trim(void)
       hak_superslab_t *next = ss->pool_next;
       if (ss->used == 0) {
         pool_unlink(k, ss);
+        budget_on_unused(ss);
         backend_ss_release(wp_tls.owner, ss);
         bytes += HAK_SS_SIZE;
       } else {
@@ -253,6 +308,11 @@ size_t warm_pool_trim(void)
 unsigned warm_pool_count(unsigned cls)
 {
   return wp_tls.cls[cls].count;
+}
+
+unsigned warm_pool_budget(unsigned cls)
+{
+  return wp_tls.cls[cls].budget;
 }
 
 void warm_pool_thread_exit(void)

@@ -13,6 +13,11 @@
  * HAK_WARM_POOL_MAX SuperSlabs per class and at most one empty one; the
  * rest go back to the registry or the backend.
  *
+ * Prefill policy (-Dprefill_policy): fixed spends HAK_PREFILL on every miss
+ * after a class's first; adaptive keeps a budget per class in
+ * 0..HAK_PREFILL_CAP, doubled by a miss and halved when a prefilled
+ * SuperSlab goes back unused (see warm_pool.c).
+ *
  * Statistics: warm_hits and warm_misses count refills the pool served or
  * not; a class's first refill in a thread (the pool cannot have anything
  * yet) is counted as warm_cold_misses instead.
@@ -46,5 +51,7 @@ size_t warm_pool_trim(void) HAK_INTERNAL;
 
 /* Current number of SuperSlabs in the calling thread's pool for cls. */
 unsigned warm_pool_count(unsigned cls) HAK_INTERNAL;
+/* The calling thread's prefill budget for cls's next miss. */
+unsigned warm_pool_budget(unsigned cls) HAK_INTERNAL;
 
 #endif /* HAK_WARM_POOL_H */

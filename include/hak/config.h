@@ -26,6 +26,9 @@
 #ifndef HAK_RAW_STATS
 #define HAK_RAW_STATS 1
 #endif
+#ifndef HAK_RAW_PREFILL_ADAPTIVE
+#define HAK_RAW_PREFILL_ADAPTIVE 0
+#endif
 #ifndef HAK_RAW_VARIANT
 #define HAK_RAW_VARIANT "default"
 #endif
@@ -38,6 +41,7 @@
 #define HAK_PREFILL       HAK_RAW_PREFILL
 #define HAK_WARM_POOL_MAX HAK_RAW_WARM_POOL_MAX
 #define HAK_STATS         HAK_RAW_STATS
+#define HAK_PREFILL_ADAPTIVE HAK_RAW_PREFILL_ADAPTIVE
 #define HAK_VARIANT       HAK_RAW_VARIANT
 #define HAK_VERSION       HAK_RAW_VERSION
 
@@ -51,5 +55,12 @@
  * them; a larger budget is clipped to the pool's capacity at run time. */
 #define HAK_PREFILL_EFFECTIVE \
   (HAK_PREFILL < HAK_WARM_POOL_MAX ? HAK_PREFILL : HAK_WARM_POOL_MAX - 1)
+
+/* The adaptive policy moves each class's budget within 0..HAK_PREFILL_CAP:
+ * HAK_PREFILL_GROWTH times the configured budget, bounded by the pool. */
+#define HAK_PREFILL_GROWTH 4
+#define HAK_PREFILL_CAP \
+  (HAK_PREFILL * HAK_PREFILL_GROWTH < HAK_WARM_POOL_MAX ? HAK_PREFILL * HAK_PREFILL_GROWTH : HAK_WARM_POOL_MAX - 1)
+/* Without a warm pool there is no budget to adapt: the policy is moot. */
 
 #endif /* HAK_CONFIG_H */

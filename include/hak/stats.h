@@ -39,6 +39,10 @@ typedef struct hak_class_stats {
 
 typedef struct hak_thread_stats {
   hak_class_stats_t cls[HAK_NUM_CLASSES];
+  /* Gauges (merged by maximum, not summed): each class's prefill budget
+   * now and at its highest. */
+  uint16_t budget[HAK_NUM_CLASSES];
+  uint16_t budget_peak[HAK_NUM_CLASSES];
   struct hak_thread_stats *next;   /* list of live threads' counters */
   struct hak_thread_stats *prev;
 } hak_thread_stats_t;
@@ -51,8 +55,11 @@ extern __thread hak_thread_stats_t *hak_tls_stats HAK_INTERNAL;
     __atomic_store_n(hak_stat_p_, __atomic_load_n(hak_stat_p_, __ATOMIC_RELAXED) + (n), \
                      __ATOMIC_RELAXED);                                             \
   } while (0)
+#define HAK_STAT_GAUGE(cls_, name, v) \
+  __atomic_store_n(&hak_tls_stats->name[(cls_)], (uint16_t)(v), __ATOMIC_RELAXED)
 #else
 #define HAK_STAT_ADD(cls_, name, n) ((void)(cls_), (void)(n))
+#define HAK_STAT_GAUGE(cls_, name, v) ((void)(cls_), (void)(v))
 #endif
 
 #endif /* HAK_STATS_H */

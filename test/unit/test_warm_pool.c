@@ -156,6 +156,74 @@ START_TEST(blocks_of_exited_threads_return)
 }
 END_TEST
 
+/* The prefill budget: fixed stays at the configured value; adaptive
+ * doubles on each miss up to HAK_PREFILL_CAP and halves for each prefilled
+ * SuperSlab given back unused. Deterministic: exact values are checked. */
+static void *budget_body(void *arg)
+{
+  (void)arg;
+  ck_assert(warm_pool_thread_init());
+  unsigned c = hak_class_of(HAK_SMALL_MAX); /* 2 blocks per slab: SuperSlabs go fast */
+  unsigned per_ss = hak_class_info[c].per_slab * (HAK_SLABS_PER_SS - HAK_SS_FIRST_SLAB);
+  enum { MAXB = 4000 };
+  void **blocks = calloc(MAXB, sizeof(void *));
+  unsigned n = 0;
+  unsigned long long p0 = stat("prefilled");
+
+  n += take(c, blocks + n, 1, 1); /* cold miss: no prefill, budget set */
+  ck_assert_uint_eq(warm_pool_budget(c), HAK_PREFILL_EFFECTIVE);
+  ck_assert_uint_eq(warm_pool_count(c), 1);
+
+  unsigned expect_spent = HAK_PREFILL_EFFECTIVE, total_prefilled = 0;
+  unsigned budget = HAK_PREFILL_EFFECTIVE;
+  for (int miss = 0; miss < 4; miss++) {
+    /* use up everything in the pool, then one more: a miss */
+    unsigned in_pool = warm_pool_count(c);
+    unsigned want = n + (in_pool - 1) * per_ss + (per_ss - (n - 1) % per_ss) - 1 + 1;
+    (void)want;
+    unsigned before = warm_pool_count(c);
+    while (warm_pool_count(c) > 0 && n < MAXB) {
+      n += take(c, blocks + n, 1, 1);
+      if (warm_pool_count(c) > before)
+        break; /* the miss happened and refilled the pool */
+      before = warm_pool_count(c);
+    }
+    total_prefilled += expect_spent;
+    if (HAK_STATS)
+      ck_assert_uint_eq(stat("prefilled") - p0, total_prefilled);
+    if (HAK_PREFILL_ADAPTIVE) {
+      unsigned next = budget ? budget * 2 : 1;
+      budget = next > (unsigned)HAK_PREFILL_CAP ? (unsigned)HAK_PREFILL_CAP : next;
+    }
+    ck_assert_uint_eq(warm_pool_budget(c), budget);
+    expect_spent = budget;
+  }
+  /* Every prefilled SuperSlab still untouched goes back on trim: adaptive
+   * halves the budget once for each. */
+  unsigned unused = warm_pool_count(c) - 1; /* all but the one carving */
+  warm_pool_trim();
+  if (HAK_PREFILL_ADAPTIVE) {
+    for (unsigned i = 0; i < unused; i++)
+      budget /= 2;
+  }
+  ck_assert_uint_eq(warm_pool_budget(c), budget);
+  for (unsigned i = 0; i < n; i++) {
+    *(void **)blocks[i] = NULL;
+    warm_pool_return(c, blocks[i], 1);
+  }
+  free(blocks);
+  warm_pool_thread_exit();
+  return NULL;
+}
+
+START_TEST(prefill_budget_policy)
+{
+  pthread_t th;
+  pthread_create(&th, NULL, budget_body, NULL);
+  pthread_join(th, NULL);
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("warm_pool");
@@ -164,6 +232,8 @@ int main(void)
   tcase_add_test(tc, hits_misses_and_prefill);
   tcase_add_test(tc, pool_capacity_is_respected);
   tcase_add_test(tc, blocks_of_exited_threads_return);
+  if (HAK_WARM_POOL)
+    tcase_add_test(tc, prefill_budget_policy);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_set_fork_status(sr, CK_FORK);
