@@ -12,6 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
+#include <stdatomic.h>
+#include <time.h>
 #include <unistd.h>
 
 void *hak_os_map_aligned(size_t size, size_t align)
@@ -95,4 +98,27 @@ void hak_os_fatal(const char *fn, const char *what, const void *addr)
   ssize_t r = write(STDERR_FILENO, line, n);
   (void)r;
   abort();
+}
+
+static _Atomic uint64_t random_state;
+
+uint64_t hak_random64(void)
+{
+  uint64_t x = atomic_load_explicit(&random_state, memory_order_relaxed);
+  if (hak_unlikely(x == 0)) {
+    uint64_t seed = 0;
+    if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed) {
+      struct timespec ts;
+      clock_gettime(CLOCK_MONOTONIC, &ts);
+      seed = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)&seed;
+    }
+    uint64_t zero = 0;
+    atomic_compare_exchange_strong(&random_state, &zero, seed | 1);
+  }
+  x = atomic_fetch_add_explicit(&random_state, 0x9e3779b97f4a7c15ull, memory_order_relaxed);
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ull;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
 }

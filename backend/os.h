@@ -20,6 +20,10 @@ __attribute__((noreturn, cold)) void hak_os_fatal(const char *fn, const char *wh
 size_t hak_fmt_u64(char *buf, unsigned long long v) HAK_INTERNAL;
 size_t hak_fmt_hex(char *buf, unsigned long long v) HAK_INTERNAL;
 
+/* 64 random bits: seeded once from getrandom(2), then a counter through a
+ * mixing function. For secrets of the hardened build, not cryptography. */
+uint64_t hak_random64(void) HAK_INTERNAL;
+
 static inline size_t hak_align_up(size_t n, size_t a) { return (n + a - 1) & ~(a - 1); }
 
 #endif /* HAK_OS_H */

@@ -17,9 +17,18 @@
  * An owner releasing a SuperSlab moves ARMED → NEVER, waits out NOTIFYING,
  * and empties its inbox first if NOTIFIED, so an inbox never holds a
  * SuperSlab its owner gave away and a pusher never reads a retired owner.
+ *
+ * Hardened builds (HAK_HARDENED): a slab's free-list links are stored as
+ * next ^ secret ^ (address >> 4) with a random secret per slab, and every
+ * link read back must point into the same slab at a block start, or the
+ * process aborts ("corrupted free list"); carving follows a random
+ * permutation of the slab's blocks; the 60 KiB after the header page and
+ * the SuperSlab's last page are PROT_NONE guards (slab 15 stops short of
+ * it), so an overflow off either end of the data cannot reach a header.
  */
 #include "backend/superslab.h"
 #include "backend/os.h"
+#include "hak/config.h"
 
 #include <sched.h>
 #include <string.h>
@@ -112,6 +121,67 @@ static void owner_unlink(hak_owner_t *o, hak_superslab_t *ss)
 
 /* ---- Slabs ---------------------------------------------------------------- */
 
+/* ---- Free-list links (plain, or encoded in hardened builds) --------------- */
+
+static inline void *slab_base(hak_superslab_t *ss, unsigned s);
+
+#if HAK_HARDENED
+static inline void *link_code(const hak_slab_t *sl, const void *at, void *v)
+{
+  return (void *)((uintptr_t)v ^ sl->secret ^ ((uintptr_t)at >> 4));
+}
+
+/* next must be NULL or a block start of the same slab. */
+static inline void link_check(hak_superslab_t *ss, unsigned s, const void *at, const void *next)
+{
+  uintptr_t off = (uintptr_t)next - (uintptr_t)slab_base(ss, s);
+  if (next && (off >= HAK_SLAB_SIZE || !hak_class_is_block_offset(ss->cls, (uint32_t)off)))
+    hak_os_fatal("malloc", "corrupted free list (a freed block was overwritten)", at);
+}
+
+static void slab_randomize(hak_slab_t *sl)
+{
+  uint64_t r = hak_random64();
+  sl->secret = hak_random64() | 1;
+  unsigned n = sl->capacity ? sl->capacity : 1, m = (unsigned)(r % n) | 1;
+  for (;; m += 2) { /* a multiplier coprime to n gives a permutation */
+    unsigned a = m % n ? m % n : 1, b = n;
+    while (b) {
+      unsigned t = a % b;
+      a = b;
+      b = t;
+    }
+    if (a == 1)
+      break;
+  }
+  sl->mul = (uint16_t)(m % n ? m % n : 1);
+  sl->add = (uint16_t)((r >> 32) % n);
+}
+
+static inline size_t carve_index(const hak_slab_t *sl, unsigned k)
+{
+  return ((size_t)sl->mul * k + sl->add) % sl->capacity;
+}
+#else
+static inline void *link_code(const hak_slab_t *sl, const void *at, void *v)
+{
+  (void)sl;
+  (void)at;
+  return v;
+}
+static inline void link_check(hak_superslab_t *ss, unsigned s, const void *at, const void *next)
+{
+  (void)ss, (void)s, (void)at, (void)next;
+}
+static inline void slab_randomize(hak_slab_t *sl) { (void)sl; }
+static inline size_t carve_index(const hak_slab_t *sl, unsigned k)
+{
+  (void)sl;
+  return k;
+}
+#endif
+
+
 static void ss_init(hak_superslab_t *ss, unsigned cls)
 {
   const hak_class_info_t *ci = &hak_class_info[cls];
@@ -141,8 +211,17 @@ static void ss_init(hak_superslab_t *ss, unsigned cls)
     sl->carved = 0;
     sl->dirty = 0;
     sl->capacity = s < HAK_SS_FIRST_SLAB ? 0 : (uint16_t)ci->per_slab;
-    if (sl->capacity)
+    if (HAK_HARDENED && s == HAK_SLABS_PER_SS - 1) /* the last page is a guard */
+      sl->capacity = (uint16_t)((HAK_SLAB_SIZE - HAK_PAGE_SIZE) / ci->size);
+    if (sl->capacity) {
       ss->room_mask |= 1u << s;
+      slab_randomize(sl);
+    }
+  }
+  if (HAK_HARDENED) {
+    ss->capacity = 0;
+    for (unsigned s = HAK_SS_FIRST_SLAB; s < HAK_SLABS_PER_SS; s++)
+      ss->capacity += ss->slabs[s].capacity;
   }
 }
 
@@ -158,6 +237,7 @@ static inline void slab_reset_if_idle(hak_slab_t *sl)
   if (sl->used == 0) {
     sl->free = NULL;
     sl->carved = 0;
+    slab_randomize(sl);
   }
 }
 
@@ -174,7 +254,9 @@ unsigned backend_ss_take(hak_superslab_t *ss, unsigned max, void **head_out, voi
     unsigned got = 0;
     while (n + got < max && sl->free) {
       void *b = sl->free;
-      sl->free = *(void **)b;
+      void *next = link_code(sl, b, *(void **)b);
+      link_check(ss, s, b, next);
+      sl->free = next;
       if (tail)
         *(void **)tail = b;
       else
@@ -183,13 +265,15 @@ unsigned backend_ss_take(hak_superslab_t *ss, unsigned max, void **head_out, voi
       got++;
     }
     if (n + got < max && sl->carved < sl->capacity) {
-      char *b = (char *)slab_base(ss, s) + (size_t)sl->carved * bs;
+      char *base = (char *)slab_base(ss, s);
       unsigned k = max - n - got;
       if (k > (unsigned)(sl->capacity - sl->carved))
         k = sl->capacity - sl->carved;
+      unsigned first = sl->carved;
       sl->carved = (uint16_t)(sl->carved + k);
       sl->dirty = 1;
-      for (unsigned i = 0; i < k; i++, b += bs) {
+      for (unsigned i = 0; i < k; i++) {
+        char *b = base + carve_index(sl, first + i) * bs;
         if (tail)
           *(void **)tail = b;
         else
@@ -214,7 +298,9 @@ static inline unsigned put_back(hak_superslab_t *ss, void *p)
   unsigned s = hak_slab_index(ss, p);
   hak_slab_t *sl = &ss->slabs[s];
   unsigned ev = ss->room_mask ? 0 : HAK_SS_BECAME_ROOMY;
-  *(void **)p = sl->free;
+  if (HAK_HARDENED && sl->free) /* the check on free: the head's link is intact */
+    link_check(ss, s, sl->free, link_code(sl, sl->free, *(void **)sl->free));
+  *(void **)p = link_code(sl, p, sl->free);
   sl->free = p;
   sl->used--;
   slab_reset_if_idle(sl);
@@ -347,6 +433,11 @@ hak_superslab_t *backend_ss_new(hak_owner_t *o, unsigned cls)
     ss = hak_os_map_aligned(HAK_SS_SIZE, HAK_SS_SIZE);
     if (!ss)
       return NULL;
+    if (HAK_HARDENED) {
+      /* guards: after the header page, and the SuperSlab's last page */
+      mprotect((char *)ss + HAK_PAGE_SIZE, HAK_SLAB_SIZE - HAK_PAGE_SIZE, PROT_NONE);
+      mprotect((char *)ss + HAK_SS_SIZE - HAK_PAGE_SIZE, HAK_PAGE_SIZE, PROT_NONE);
+    }
     atomic_fetch_add_explicit(&ss_mapped[cls], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&ss_live, 1, memory_order_relaxed);
   }

@@ -40,9 +40,14 @@ enum hak_ss_tier { HAK_TIER_HOT = 1, HAK_TIER_DRAINING = 2, HAK_TIER_FREE = 3 };
 typedef struct hak_slab {
   void    *free;       /* local free list (owner only) */
   uint16_t used;       /* blocks out of this slab */
-  uint16_t carved;     /* blocks carved so far, from the slab's start */
+  uint16_t carved;     /* blocks carved so far */
   uint16_t capacity;   /* blocks the slab holds */
   uint16_t dirty;      /* pages touched since the slab was last decommitted */
+  /* Hardened builds: the free list's links are encoded with this secret,
+   * and carving visits block (mul * k + add) % capacity for k = 0, 1, ... */
+  uint64_t secret;
+  uint16_t mul, add;
+  uint32_t pad;
 } hak_slab_t;
 
 typedef struct hak_owner hak_owner_t;

@@ -69,10 +69,50 @@ static inline void bin_rebase(unsigned c, int32_t fill)
   b->avail = bin_base(c) - fill;
 }
 
+#if HAK_HARDENED
+__thread uintptr_t uc_key;
+uintptr_t uc_canary_secret;
+
+void uc_bad_link(const void *p)
+{
+  hak_os_fatal("malloc", "corrupted free list (a freed block was overwritten)", p);
+}
+
+/* Give the thread its link key; a bin may already hold a block pushed
+ * before set-up, encoded with the old key: re-encode it. */
+static void uc_keys_init(void)
+{
+  if (__atomic_load_n(&uc_canary_secret, __ATOMIC_RELAXED) == 0) {
+    uintptr_t zero = 0;
+    __atomic_compare_exchange_n(&uc_canary_secret, &zero, (uintptr_t)hak_random64() | 1, false,
+                                __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+  }
+  uintptr_t key = (uintptr_t)hak_random64();
+  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+    void *x = UC_BIN(c)->head;
+    while (x) { /* decode to plain links */
+      void *next = uc_link(x, *(void **)x);
+      *(void **)x = next;
+      x = next;
+    }
+  }
+  uc_key = key;
+  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
+    for (void *x = UC_BIN(c)->head; x;) {
+      void *next = *(void **)x;
+      *(void **)x = uc_link(x, next);
+      x = next;
+    }
+}
+#else
+static void uc_keys_init(void) {}
+#endif
+
 void uc_thread_init(void)
 {
   if (uc_state == UC_LIVE)
     return;
+  uc_keys_init();
   warm_pool_thread_init();
   int32_t fill[HAK_NUM_CLASSES];
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
@@ -92,11 +132,21 @@ void *uc_refill(unsigned c)
   uc_bin_t *b = UC_BIN(c);
   int32_t fill = bin_fill(c);
   if (n > 1) {
-    *(void **)tail = b->head;
-    b->head = *(void **)head;
+    void *second = *(void **)head;
+    if (HAK_HARDENED) /* the chain's links are plain: encode them */
+      for (void *x = second; x != tail;) {
+        void *next = *(void **)x;
+        *(void **)x = uc_link(x, next);
+        x = next;
+      }
+    *(void **)tail = uc_link(tail, b->head);
+    b->head = second;
     fill += (int32_t)(n - 1);
   }
   bin_rebase(c, fill);
+#if HAK_HARDENED
+  ((uintptr_t *)head)[1] = 0; /* handed out: no canary */
+#endif
   return head;
 }
 
@@ -104,9 +154,12 @@ static void flush_n(unsigned c, int32_t fill, int32_t k)
 {
   uc_bin_t *b = UC_BIN(c);
   void *first = b->head, *last = first;
-  for (int32_t i = 1; i < k; i++)
-    last = *(void **)last;
-  b->head = *(void **)last;
+  for (int32_t i = 1; i < k; i++) { /* the chain handed on has plain links */
+    void *next = uc_link(last, *(void **)last);
+    *(void **)last = next;
+    last = next;
+  }
+  b->head = uc_link(last, *(void **)last);
   warm_pool_return(c, first, (unsigned)k);
   HAK_STAT_ADD(c, uc_flushes, 1);
   bin_rebase(c, fill - k);
@@ -142,13 +195,26 @@ void uc_double_free(void *p)
 
 void uc_free_direct(unsigned c, void *p)
 {
+#if HAK_HARDENED
+  if (((uintptr_t *)p)[1] == uc_canary(p))
+    uc_double_free(p);
+  ((uintptr_t *)p)[1] = uc_canary(p);
+#endif
   warm_pool_return(c, p, 1);
+}
+
+unsigned uc_bin_length(unsigned c)
+{
+  unsigned n = 0;
+  for (void *q = UC_BIN(c)->head; q; q = uc_link(q, *(void **)q))
+    n++;
+  return n;
 }
 
 bool uc_holds_recent(unsigned c, const void *p, unsigned depth)
 {
   const void *q = UC_BIN(c)->head;
-  for (unsigned i = 0; q && i < depth; i++, q = *(void *const *)q)
+  for (unsigned i = 0; q && i < depth; i++, q = uc_link(q, *(void *const *)q))
     if (q == p)
       return true;
   return false;

@@ -11,6 +11,12 @@
  * misses and the first push overflows, and the slow path sets the thread up.
  *
  * Refill and flush move blocks in batches to and from the warm pool.
+ *
+ * Hardened builds: links are stored as next ^ key ^ (address >> 4) with a
+ * per-thread random key, and a popped link must lead to a block of the same
+ * class or the process aborts; a freed block carries a canary in its second
+ * word (a process secret ^ its address), cleared when it is handed out, so
+ * freeing it again is caught wherever it sits.
  * With -Dunified_cache=false the same interface caches nothing: every pop
  * misses and every push is refused, so the front goes to the slow path.
  */
@@ -19,6 +25,7 @@
 
 #include "hak/common.h"
 #include "hak/config.h"
+#include "registry/registry.h"
 
 typedef struct uc_bin {
   void    *head;
@@ -31,6 +38,23 @@ typedef struct uc_bin {
 extern __thread uc_bin_t uc_bins1[HAK_NUM_CLASSES + 1] HAK_INTERNAL;
 #define UC_BIN(c) (&uc_bins1[(c) + 1])
 
+#if HAK_HARDENED
+extern __thread uintptr_t uc_key HAK_INTERNAL;
+extern uintptr_t uc_canary_secret HAK_INTERNAL;
+__attribute__((noreturn)) void uc_bad_link(const void *p) HAK_INTERNAL;
+HAK_INLINE void *uc_link(const void *at, void *v)
+{
+  return (void *)((uintptr_t)v ^ uc_key ^ ((uintptr_t)at >> 4));
+}
+HAK_INLINE uintptr_t uc_canary(const void *p) { return uc_canary_secret ^ (uintptr_t)p; }
+#else
+HAK_INLINE void *uc_link(const void *at, void *v)
+{
+  (void)at;
+  return v;
+}
+#endif
+
 /* A free block of class c, or NULL (then call uc_refill). */
 HAK_INLINE void *uc_pop(unsigned c)
 {
@@ -38,7 +62,13 @@ HAK_INLINE void *uc_pop(unsigned c)
   uc_bin_t *b = UC_BIN(c);
   void *p = b->head;
   if (hak_likely(p != NULL)) {
-    b->head = *(void **)p;
+    void *next = uc_link(p, *(void **)p);
+#if HAK_HARDENED
+    if (hak_unlikely(next && (registry_small_class1(next) != c + 1 || ((uintptr_t)next & 15))))
+      uc_bad_link(p);
+    ((uintptr_t *)p)[1] = 0;
+#endif
+    b->head = next;
     b->avail++;
 #if HAK_STATS
     b->pops++;
@@ -68,7 +98,12 @@ HAK_INLINE void uc_push(unsigned c, void *p)
   void *h = b->head;
   if (hak_unlikely(h == p)) /* freed twice in a row: would make a cycle */
     uc_double_free(p);
-  *(void **)p = h;
+#if HAK_HARDENED
+  if (hak_unlikely(((uintptr_t *)p)[1] == uc_canary(p)))
+    uc_double_free(p);
+  ((uintptr_t *)p)[1] = uc_canary(p);
+#endif
+  *(void **)p = uc_link(p, h);
   b->head = p;
   if (hak_unlikely(--b->avail < 0))
     uc_flush(c);
@@ -80,6 +115,8 @@ HAK_INLINE void uc_push(unsigned c, void *p)
 /* Is p on the calling thread's bin for c, near the top (the last `depth`
  * blocks)? A cheap double-free probe for slow paths. */
 bool uc_holds_recent(unsigned c, const void *p, unsigned depth) HAK_INTERNAL;
+/* Blocks on the calling thread's bin for c (walks it). */
+unsigned uc_bin_length(unsigned c) HAK_INTERNAL;
 
 /* Set up the calling thread's bins (and the warm pool below them). */
 void uc_thread_init(void) HAK_INTERNAL;

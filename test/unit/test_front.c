@@ -1,6 +1,7 @@
 /* Unit tests of front/: the entry points' semantics and errno values, and
  * loud failure on pointers hakmem did not hand out. */
 #include "hakmem.h"
+#include "hak/config.h"
 #include "backend/size_class.h"
 
 #include <check.h>
@@ -195,6 +196,52 @@ START_TEST(double_free_large_aborts)
 }
 END_TEST
 
+/* Hardened builds only. */
+START_TEST(hardened_overwritten_link_aborts)
+{
+  char *p = hak_malloc(64), *q = hak_malloc(64);
+  hak_free(p);
+  hak_free(q);
+  memset(q, 0x41, 16); /* a use after free / overflow scribbles on the link */
+  hak_malloc(64);      /* pops q: its link no longer decodes to a block */
+  hak_malloc(64);
+}
+END_TEST
+
+START_TEST(hardened_double_free_anywhere_aborts)
+{
+  char *p = hak_malloc(48), *q = hak_malloc(48);
+  hak_free(p);
+  hak_free(q);
+  hak_free(p); /* not back to back: found by the canary */
+}
+END_TEST
+
+START_TEST(hardened_carving_is_shuffled)
+{
+  /* a class nothing else uses, so the blocks come from a fresh slab */
+  enum { N = 200 };
+  static char *b[N];
+  unsigned down = 0;
+  for (int i = 0; i < N; i++) {
+    b[i] = hak_malloc(27000);
+    if (i && b[i] < b[i - 1])
+      down++;
+  }
+  for (int i = 0; i < N; i++)
+    hak_free(b[i]);
+  ck_assert_uint_gt(down, 10);
+}
+END_TEST
+
+START_TEST(hardened_guard_after_header)
+{
+  char *p = hak_malloc(100);
+  volatile char *guard = (char *)((uintptr_t)p & ~(uintptr_t)HAK_SS_MASK) + HAK_PAGE_SIZE;
+  (void)*guard; /* SIGSEGV */
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("front");
@@ -217,6 +264,14 @@ int main(void)
   tcase_add_test_raise_signal(tb, usable_size_bad_pointer_aborts, SIGABRT);
   tcase_add_test_raise_signal(tb, double_free_large_aborts, SIGABRT);
   suite_add_tcase(s, tb);
+  if (HAK_HARDENED) {
+    TCase *th = tcase_create("hardened");
+    tcase_add_test_raise_signal(th, hardened_overwritten_link_aborts, SIGABRT);
+    tcase_add_test_raise_signal(th, hardened_double_free_anywhere_aborts, SIGABRT);
+    tcase_add_test(th, hardened_carving_is_shuffled);
+    tcase_add_test_raise_signal(th, hardened_guard_after_header, SIGSEGV);
+    suite_add_tcase(s, th);
+  }
   SRunner *sr = srunner_create(s);
   srunner_set_fork_status(sr, CK_FORK);
   srunner_run_all(sr, CK_NORMAL);

@@ -18,10 +18,7 @@ static unsigned long long stat(const char *name)
 
 static unsigned bin_len(unsigned c)
 {
-  unsigned n = 0;
-  for (void *p = UC_BIN(c)->head; p; p = *(void **)p)
-    n++;
-  return n;
+  return uc_bin_length(c);
 }
 
 START_TEST(refill_then_hits)
