@@ -2,7 +2,8 @@
  * backend/superslab.c — SuperSlab life cycle, carving, local and remote
  * frees, ownership hand-over, the free tier and RCU-deferred unmapping.
  *
- * Lock order: registry class index lock → backend_lock → registry map mutex.
+ * Lock order: owners_lock → an owner's lock → registry class index lock →
+ * backend_lock → registry map mutex.
  * backend_lock guards the free tier, the retire list and the owner free list;
  * it is never held across a call that can take a class index lock, and never
  * across registry_synchronize().
@@ -45,6 +46,8 @@ static unsigned free_tier_len;
 static hak_superslab_t *retire_list;
 static unsigned retire_len;
 static hak_owner_t *owner_free_list;
+static pthread_mutex_t owners_lock = PTHREAD_MUTEX_INITIALIZER; /* the live list */
+static hak_owner_t *owners_live;
 static hak_owner_t *owner_arena;
 static size_t owner_arena_left;
 static _Atomic uint32_t next_tid = 1;
@@ -81,12 +84,30 @@ hak_owner_t *backend_owner_new(void)
   }
   pthread_mutex_unlock(&backend_lock);
   memset(o, 0, sizeof *o);
+  pthread_mutex_init(&o->lock, NULL);
   o->tid = atomic_fetch_add_explicit(&next_tid, 1, memory_order_relaxed);
+  pthread_mutex_lock(&owners_lock);
+  o->live_next = owners_live;
+  if (owners_live)
+    owners_live->live_prev = o;
+  owners_live = o;
+  pthread_mutex_unlock(&owners_lock);
   return o;
 }
 
 void backend_owner_retire(hak_owner_t *o)
 {
+  /* Off the live list first: no trim can pick this owner up any more. */
+  pthread_mutex_lock(&owners_lock);
+  if (o->live_prev)
+    o->live_prev->live_next = o->live_next;
+  else
+    owners_live = o->live_next;
+  if (o->live_next)
+    o->live_next->live_prev = o->live_prev;
+  pthread_mutex_unlock(&owners_lock);
+  backend_owner_lock(o); /* wait out a trim that is helping this owner */
+  backend_owner_unlock(o);
   while (o->owned)
     backend_ss_release(o, o->owned);
   /* Every SuperSlab was released, and release empties the inbox of each, so
@@ -283,6 +304,8 @@ unsigned backend_ss_take(hak_superslab_t *ss, unsigned max, void **head_out, voi
       got += k;
     }
     sl->used = (uint16_t)(sl->used + got);
+    if (got)
+      sl->dirty = 1; /* in use again: not idle */
     n += got;
     if (!sl->free && sl->carved == sl->capacity)
       ss->room_mask &= ~(1u << s);
@@ -402,18 +425,41 @@ size_t backend_trim(void)
   return n * HAK_SS_SIZE;
 }
 
+/* dirty: 0 clean (pages given back), 1 touched, 2 touched and seen idle by
+ * the last decay pass. */
+enum { SLAB_CLEAN = 0, SLAB_DIRTY = 1, SLAB_IDLE_SEEN = 2 };
+
+static size_t slab_decommit(hak_superslab_t *ss, unsigned s)
+{
+  hak_slab_t *sl = &ss->slabs[s];
+  sl->free = NULL;
+  sl->carved = 0;
+  sl->dirty = SLAB_CLEAN;
+  slab_randomize(sl);
+  hak_os_decommit(slab_base(ss, s), HAK_SLAB_SIZE);
+  return HAK_SLAB_SIZE;
+}
+
 size_t backend_ss_decommit_idle(hak_superslab_t *ss)
+{
+  size_t bytes = 0;
+  for (unsigned s = HAK_SS_FIRST_SLAB; s < HAK_SLABS_PER_SS; s++)
+    if (ss->slabs[s].used == 0 && ss->slabs[s].dirty != SLAB_CLEAN)
+      bytes += slab_decommit(ss, s);
+  return bytes;
+}
+
+size_t backend_ss_decay(hak_superslab_t *ss)
 {
   size_t bytes = 0;
   for (unsigned s = HAK_SS_FIRST_SLAB; s < HAK_SLABS_PER_SS; s++) {
     hak_slab_t *sl = &ss->slabs[s];
-    if (sl->used == 0 && sl->dirty) {
-      sl->free = NULL;
-      sl->carved = 0;
-      sl->dirty = 0;
-      hak_os_decommit(slab_base(ss, s), HAK_SLAB_SIZE);
-      bytes += HAK_SLAB_SIZE;
-    }
+    if (sl->used != 0 || sl->dirty == SLAB_CLEAN)
+      continue;
+    if (sl->dirty == SLAB_IDLE_SEEN)
+      bytes += slab_decommit(ss, s);
+    else
+      sl->dirty = SLAB_IDLE_SEEN;
   }
   return bytes;
 }
@@ -545,6 +591,9 @@ static bool collect_ownerless(hak_superslab_t *ss)
     ss_to_free_tier(ss);
     return true;
   }
+  /* Nobody carves from an ownerless SuperSlab until it is adopted: its
+   * idle slabs give their pages back now (the rest waits for its blocks). */
+  backend_ss_decommit_idle(ss);
   if (ss_has_room(ss))
     registry_index_push(cls, &ss->index_link);
   registry_index_unlock(cls);
@@ -609,11 +658,48 @@ void backend_ss_release(hak_owner_t *o, hak_superslab_t *ss)
     ss_to_free_tier(ss);
     return;
   }
+  backend_ss_decommit_idle(ss); /* as in collect_ownerless */
   if (ss_has_room(ss))
     registry_index_push(cls, &ss->index_link);
   registry_index_unlock(cls);
 }
 
+size_t backend_trim_others(hak_owner_t *self, hak_owner_trim_fn hook)
+{
+  size_t bytes = 0;
+  pthread_mutex_lock(&owners_lock);
+  for (hak_owner_t *o = owners_live; o; o = o->live_next) {
+    if (o == self || pthread_mutex_trylock(&o->lock) != 0)
+      continue; /* busy owners do their own housekeeping */
+    hak_superslab_t *ss = backend_inbox_take(o);
+    while (ss) {
+      hak_superslab_t *next = ss->pend_next;
+      if (!ss->in_pool && ss_has_room(ss)) {
+        bytes += ss->used == 0 ? HAK_SS_SIZE : 0;
+        backend_ss_release(o, ss);
+      }
+      ss = next;
+    }
+    if (hook && o->user)
+      bytes += hook(o, o->user);
+    for (hak_superslab_t *t = o->owned; t; t = t->own_next)
+      bytes += backend_ss_decommit_idle(t);
+    pthread_mutex_unlock(&o->lock);
+  }
+  pthread_mutex_unlock(&owners_lock);
+  return bytes;
+}
+
+void backend_fork_prepare_owners(void) { pthread_mutex_lock(&owners_lock); }
+
 void backend_fork_prepare(void) { pthread_mutex_lock(&backend_lock); }
-void backend_fork_parent(void) { pthread_mutex_unlock(&backend_lock); }
-void backend_fork_child(void) { pthread_mutex_init(&backend_lock, NULL); }
+void backend_fork_parent(void)
+{
+  pthread_mutex_unlock(&backend_lock);
+  pthread_mutex_unlock(&owners_lock);
+}
+void backend_fork_child(void)
+{
+  pthread_mutex_init(&backend_lock, NULL);
+  pthread_mutex_init(&owners_lock, NULL);
+}

@@ -87,6 +87,12 @@ struct hak_owner {
   hak_superslab_t *owned;      /* every SuperSlab this owner holds */
   size_t owned_count;
   hak_owner_t *next_free;
+  hak_owner_t *live_next, *live_prev;  /* all live owners, under the owners lock */
+  void *user;                          /* the box above's per-thread state */
+  /* Held by the owner around every slow-path operation on its SuperSlabs,
+   * so that another thread's malloc_trim can do an idle owner's
+   * housekeeping (backend_trim_others). Uncontended in normal operation. */
+  pthread_mutex_t lock;
 };
 
 HAK_INLINE hak_superslab_t *hak_ss_of(const void *p) { return (hak_superslab_t *)hak_ss_base_of(p); }
@@ -137,11 +143,27 @@ void backend_remote_free(hak_superslab_t *ss, void *head, void *tail) HAK_INTERN
  * first). */
 hak_superslab_t *backend_inbox_take(hak_owner_t *o) HAK_INTERNAL;
 
+HAK_INLINE void backend_owner_lock(hak_owner_t *o) { pthread_mutex_lock(&o->lock); }
+HAK_INLINE void backend_owner_unlock(hak_owner_t *o) { pthread_mutex_unlock(&o->lock); }
+
+/* malloc_trim's help for the other threads: for every other live owner not
+ * busy right now, collect the frees other threads made into its
+ * SuperSlabs, give back those that are not on its warm pool (ownerless with
+ * room, or freed when empty), let hook(owner, owner->user) trim the pool
+ * (the owner's lock held), and decommit the idle slabs of the rest.
+ * Returns the bytes given back. */
+typedef size_t (*hak_owner_trim_fn)(hak_owner_t *o, void *user);
+size_t backend_trim_others(hak_owner_t *self, hak_owner_trim_fn hook) HAK_INTERNAL;
+
 /* Give every cached empty SuperSlab back to the OS (malloc_trim). Returns
  * the number of bytes unmapped or decommitted. */
 size_t backend_trim(void) HAK_INTERNAL;
 /* Owner only: decommit the pages of slabs with no block out. */
 size_t backend_ss_decommit_idle(hak_superslab_t *ss) HAK_INTERNAL;
+/* Owner only, called now and then: decommit the slabs that were already
+ * idle at the previous call and still are (a slab in steady use is never
+ * given back and faulted in again). */
+size_t backend_ss_decay(hak_superslab_t *ss) HAK_INTERNAL;
 
 /* Rare-event counters, always kept (global atomics). */
 uint64_t backend_ss_mapped(unsigned cls) HAK_INTERNAL;
@@ -159,6 +181,9 @@ HAK_INLINE bool ss_is_block(const hak_superslab_t *ss, const void *p)
   return hak_class_is_block_offset(ss->cls, off);
 }
 
+/* Fork: the owners lock comes first of all allocator locks, the backend
+ * lock after the registry's class index locks. */
+void backend_fork_prepare_owners(void) HAK_INTERNAL;
 void backend_fork_prepare(void) HAK_INTERNAL;
 void backend_fork_parent(void) HAK_INTERNAL;
 void backend_fork_child(void) HAK_INTERNAL;

@@ -313,10 +313,9 @@ HAK_EXPORT int hak_malloc_trim(size_t pad)
 {
   (void)pad;
   size_t released = 0;
-  if (hak_thread_state == HAK_THREAD_LIVE) {
+  if (hak_thread_state == HAK_THREAD_LIVE)
     uc_drain_all();
-    released += warm_pool_trim();
-  }
+  released += warm_pool_trim(); /* this thread's pool, then help idle ones */
   released += backend_trim();
   released += large_trim();
   return released != 0;

@@ -38,6 +38,7 @@ static _Atomic int global_state; /* 0 none, 1 in progress, 2 done */
 static void fork_prepare(void)
 {
   urcu_bp_before_fork();
+  backend_fork_prepare_owners();
   registry_fork_prepare_index();
   backend_fork_prepare();
   large_fork_prepare();

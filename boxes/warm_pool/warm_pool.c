@@ -13,6 +13,8 @@
 #include "hak/config.h"
 #include "hak/stats.h"
 
+#include <stdatomic.h>
+
 typedef struct wp_class {
   hak_superslab_t *top;
   uint16_t count;
@@ -20,22 +22,33 @@ typedef struct wp_class {
   uint32_t acquired;   /* SuperSlabs this class has taken on a miss */
   uint16_t budget;     /* prefill budget for the next miss */
   uint16_t budget_peak;
+  uint32_t refills;    /* refills and returns, for the decay pace */
 } wp_class_t;
 
-static __thread struct {
+/* Every WP_DECAY_EVERY refills of a class, its pool's SuperSlabs give back
+ * the slabs that stayed idle since the previous pass. */
+#define WP_DECAY_EVERY 16u
+
+/* A thread's pools. Only its owner lock's holder touches it: the thread
+ * itself, or another thread's malloc_trim helping while it is idle. */
+typedef struct wp_state {
   hak_owner_t *owner;
   wp_class_t cls[HAK_NUM_CLASSES];
-} wp_tls;
+} wp_state_t;
+
+static __thread wp_state_t wp_tls;
 
 bool warm_pool_thread_init(void)
 {
   if (wp_tls.owner)
     return true;
   wp_tls.owner = backend_owner_new();
+  if (wp_tls.owner)
+    wp_tls.owner->user = &wp_tls;
   return wp_tls.owner != NULL;
 }
 
-static void budget_on_unused(hak_superslab_t *ss);
+static void budget_on_unused(wp_state_t *st, hak_superslab_t *ss);
 
 static void pool_unlink(wp_class_t *k, hak_superslab_t *ss)
 {
@@ -77,11 +90,30 @@ static void pool_offer(hak_superslab_t *ss)
   if (ss->in_pool)
     return;
   if (!HAK_WARM_POOL || k->count >= HAK_WARM_POOL_MAX || (ss->used == 0 && k->empties > 0)) {
-    budget_on_unused(ss);
+    budget_on_unused(&wp_tls, ss);
     backend_ss_release(wp_tls.owner, ss);
     return;
   }
   pool_link_top(k, ss);
+}
+
+/* ss just became empty on the pool: keep at most one empty per class. */
+static void pool_note_empty(wp_state_t *st, hak_superslab_t *ss)
+{
+  wp_class_t *k = &st->cls[ss->cls];
+  if (ss->empty_counted)
+    return;
+  if (k->empties > 0) {
+    pool_unlink(k, ss);
+    budget_on_unused(st, ss);
+    backend_ss_release(st->owner, ss);
+  } else {
+    /* Kept for the next refill, but without its pages: a SuperSlab's worth
+     * of frees is rare enough that faulting them in again costs little. */
+    ss->empty_counted = 1;
+    k->empties++;
+    backend_ss_decommit_idle(ss);
+  }
 }
 
 static void take_inbox(void)
@@ -90,8 +122,15 @@ static void take_inbox(void)
   while (ss) {
     hak_superslab_t *next = ss->pend_next;
     HAK_STAT_ADD(ss->cls, inbox_taken, 1);
-    if (ss_has_room(ss))
+    /* What other threads freed back is mostly cold: idle slabs give their
+     * pages back rather than wait for the decay passes. */
+    backend_ss_decommit_idle(ss);
+    if (ss->in_pool) {
+      if (ss->used == 0)
+        pool_note_empty(&wp_tls, ss);
+    } else if (ss_has_room(ss)) {
       pool_offer(ss);
+    }
     ss = next;
   }
 }
@@ -116,39 +155,41 @@ static inline void count_miss(wp_class_t *k, unsigned cls)
  * the slow path moves it, and only from these events: the same sequence of
  * calls gives the same budgets. */
 
-static void budget_set(wp_class_t *k, unsigned cls, unsigned b)
+static void budget_set(wp_class_t *k, unsigned cls, unsigned b, bool mine)
 {
   k->budget = (uint16_t)b;
   if (b > k->budget_peak)
     k->budget_peak = (uint16_t)b;
-  HAK_STAT_GAUGE(cls, budget, k->budget);
-  HAK_STAT_GAUGE(cls, budget_peak, k->budget_peak);
+  if (mine) { /* the gauges are the calling thread's */
+    HAK_STAT_GAUGE(cls, budget, k->budget);
+    HAK_STAT_GAUGE(cls, budget_peak, k->budget_peak);
+  }
 }
 
 /* The budget to spend on this miss (0 on a class's first). */
 __attribute__((unused)) static unsigned budget_on_miss(wp_class_t *k, unsigned cls)
 {
   if (k->acquired == 0) {
-    budget_set(k, cls, HAK_PREFILL_EFFECTIVE);
+    budget_set(k, cls, HAK_PREFILL_EFFECTIVE, true);
     return 0;
   }
   unsigned b = k->budget;
   if (HAK_PREFILL_ADAPTIVE) {
     unsigned next = b ? b * 2 : 1;
-    budget_set(k, cls, next > (unsigned)HAK_PREFILL_CAP ? (unsigned)HAK_PREFILL_CAP : next);
+    budget_set(k, cls, next > (unsigned)HAK_PREFILL_CAP ? (unsigned)HAK_PREFILL_CAP : next, true);
   }
   return b;
 }
 
 /* A prefilled SuperSlab leaves the pool unused: prefill was too eager. */
-static void budget_on_unused(hak_superslab_t *ss)
+static void budget_on_unused(wp_state_t *st, hak_superslab_t *ss)
 {
   if (!ss->prefilled)
     return;
   ss->prefilled = 0;
   if (HAK_PREFILL_ADAPTIVE) {
-    wp_class_t *k = &wp_tls.cls[ss->cls];
-    budget_set(k, ss->cls, k->budget / 2);
+    wp_class_t *k = &st->cls[ss->cls];
+    budget_set(k, ss->cls, k->budget / 2, st == &wp_tls);
   }
 }
 
@@ -161,13 +202,25 @@ static hak_superslab_t *acquire(unsigned cls)
   return ss;
 }
 
+/* Counts a slow-path event (refill or return) of class k; every
+ * WP_DECAY_EVERY of them, a decay pass over k's pool. */
+static inline void pace_decay(wp_class_t *k)
+{
+  if (hak_unlikely(++k->refills % WP_DECAY_EVERY == 0))
+    for (hak_superslab_t *ss = k->top; ss; ss = ss->pool_next)
+      backend_ss_decay(ss);
+}
+
 #if HAK_WARM_POOL
 
-unsigned warm_pool_refill(unsigned cls, unsigned max, void **head, void **tail)
+static unsigned refill_locked(unsigned cls, unsigned max, void **head, void **tail)
 {
-  if (hak_unlikely(!wp_tls.owner) && !warm_pool_thread_init())
-    return 0;
   wp_class_t *k = &wp_tls.cls[cls];
+  pace_decay(k);
+  /* Blocks other threads freed into our SuperSlabs: take them back now,
+   * not only when the pool runs dry (an atomic load when there are none). */
+  if (atomic_load_explicit(&wp_tls.owner->inbox, memory_order_relaxed) != NULL)
+    take_inbox();
   for (hak_superslab_t *ss = k->top; ss; ss = k->top) {
     unsigned n = backend_ss_take(ss, max, head, tail);
     if (hak_likely(n)) {
@@ -215,10 +268,8 @@ unsigned warm_pool_refill(unsigned cls, unsigned max, void **head, void **tail)
 
 #else /* no warm pool: every refill goes through the registry */
 
-unsigned warm_pool_refill(unsigned cls, unsigned max, void **head, void **tail)
+static unsigned refill_locked(unsigned cls, unsigned max, void **head, void **tail)
 {
-  if (hak_unlikely(!wp_tls.owner) && !warm_pool_thread_init())
-    return 0;
   wp_class_t *k = &wp_tls.cls[cls];
   count_miss(k, cls);
   k->acquired++;
@@ -232,7 +283,31 @@ unsigned warm_pool_refill(unsigned cls, unsigned max, void **head, void **tail)
 
 #endif
 
+unsigned warm_pool_refill(unsigned cls, unsigned max, void **head, void **tail)
+{
+  if (hak_unlikely(!wp_tls.owner) && !warm_pool_thread_init())
+    return 0;
+  backend_owner_lock(wp_tls.owner);
+  unsigned n = refill_locked(cls, max, head, tail);
+  backend_owner_unlock(wp_tls.owner);
+  return n;
+}
+
+static void return_locked(unsigned cls, void *head, unsigned n);
+
 void warm_pool_return(unsigned cls, void *head, unsigned n)
+{
+  hak_owner_t *me = wp_tls.owner;
+  if (me)
+    backend_owner_lock(me);
+  return_locked(cls, head, n);
+  if (me && HAK_WARM_POOL)
+    pace_decay(&wp_tls.cls[cls]);
+  if (me)
+    backend_owner_unlock(me);
+}
+
+static void return_locked(unsigned cls, void *head, unsigned n)
 {
   hak_owner_t *me = wp_tls.owner;
   void *run_head = NULL, *run_tail = NULL;
@@ -248,15 +323,7 @@ void warm_pool_return(unsigned cls, void *head, unsigned n)
         if (!ss->in_pool) {
           pool_offer(ss);
         } else if ((ev & HAK_SS_BECAME_EMPTY) && !ss->empty_counted) {
-          wp_class_t *k = &wp_tls.cls[ss->cls];
-          if (k->empties > 0) {
-            pool_unlink(k, ss);
-            budget_on_unused(ss);
-            backend_ss_release(me, ss);
-          } else {
-            ss->empty_counted = 1;
-            k->empties++;
-          }
+          pool_note_empty(&wp_tls, ss);
         }
       }
     } else {
@@ -280,21 +347,20 @@ void warm_pool_return(unsigned cls, void *head, unsigned n)
     HAK_STAT_ADD(cls, remote_frees, remote);
 }
 
-size_t warm_pool_trim(void)
+/* Give back what st's pools hold idle: empty SuperSlabs, idle slabs of
+ * the others. Owner lock held. */
+static size_t pool_trim_state(wp_state_t *st)
 {
   size_t bytes = 0;
-  if (!wp_tls.owner)
-    return 0;
-  take_inbox();
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
-    wp_class_t *k = &wp_tls.cls[c];
+    wp_class_t *k = &st->cls[c];
     hak_superslab_t *ss = k->top;
     while (ss) {
       hak_superslab_t *next = ss->pool_next;
       if (ss->used == 0) {
         pool_unlink(k, ss);
-        budget_on_unused(ss);
-        backend_ss_release(wp_tls.owner, ss);
+        budget_on_unused(st, ss);
+        backend_ss_release(st->owner, ss);
         bytes += HAK_SS_SIZE;
       } else {
         bytes += backend_ss_decommit_idle(ss);
@@ -303,6 +369,24 @@ size_t warm_pool_trim(void)
     }
   }
   return bytes;
+}
+
+/* malloc_trim in another thread, helping this (idle) one. */
+static size_t trim_hook(hak_owner_t *o, void *user)
+{
+  (void)o;
+  return pool_trim_state(user);
+}
+
+size_t warm_pool_trim(void)
+{
+  if (!wp_tls.owner)
+    return backend_trim_others(NULL, trim_hook);
+  backend_owner_lock(wp_tls.owner);
+  take_inbox();
+  size_t bytes = pool_trim_state(&wp_tls);
+  backend_owner_unlock(wp_tls.owner);
+  return bytes + backend_trim_others(wp_tls.owner, trim_hook);
 }
 
 unsigned warm_pool_count(unsigned cls)
@@ -320,11 +404,13 @@ void warm_pool_thread_exit(void)
   hak_owner_t *o = wp_tls.owner;
   if (!o)
     return;
+  backend_owner_lock(o);
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
     wp_class_t *k = &wp_tls.cls[c];
     while (k->top)
       pool_unlink(k, k->top);
   }
+  backend_owner_unlock(o);
   backend_owner_retire(o);
   wp_tls.owner = NULL;
 }
