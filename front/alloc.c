@@ -32,13 +32,35 @@
 
 /* ---- Allocation ---------------------------------------------------------- */
 
+/* Out of memory (the system refused a mapping): give back everything
+ * cached — this thread's and idle threads' pools, the free tier, the large
+ * cache, mappings waiting for a grace period — and let the caller retry
+ * once. Under an address-space limit the cached reservations are what is
+ * missing. */
+static HAK_COLD void reclaim_for_retry(void) { hak_malloc_trim(0); }
+
+/* large_alloc with one retry after reclaiming. */
+static void *large_alloc_retry(size_t n, size_t align, bool zero)
+{
+  void *p = large_alloc(n, align, zero);
+  if (hak_unlikely(!p)) {
+    reclaim_for_retry();
+    p = large_alloc(n, align, zero);
+  }
+  return p;
+}
+
 static HAK_NOINLINE void *alloc_refill(unsigned c)
 {
   if (hak_unlikely(hak_thread_state != HAK_THREAD_LIVE))
     hak_thread_setup();
   void *p = uc_refill(c);
-  if (hak_unlikely(!p))
-    errno = ENOMEM;
+  if (hak_unlikely(!p)) {
+    reclaim_for_retry();
+    p = uc_refill(c);
+    if (!p)
+      errno = ENOMEM;
+  }
   return p;
 }
 
@@ -58,7 +80,7 @@ static HAK_NOINLINE void *alloc_slow(size_t n)
     errno = ENOMEM;
     return NULL;
   }
-  return large_alloc(n, 0, false);
+  return large_alloc_retry(n, 0, false);
 }
 
 HAK_EXPORT void *hak_malloc(size_t n)
@@ -163,7 +185,7 @@ HAK_EXPORT void *hak_calloc(size_t nmemb, size_t size)
     return NULL;
   }
   if (n > HAK_SMALL_MAX)
-    return large_alloc(n, 0, true);
+    return large_alloc_retry(n, 0, true);
   void *p = hak_malloc(n);
   if (p)
     memset(p, 0, n);
@@ -208,8 +230,14 @@ HAK_EXPORT void *hak_realloc(void *p, size_t n)
     if (n <= old && (n > old / 2 || old <= 32))
       return p;
   } else {
-    if (n > HAK_SMALL_MAX)
-      return large_realloc(p, n);
+    if (n > HAK_SMALL_MAX) {
+      void *q = large_realloc(p, n);
+      if (hak_unlikely(!q)) {
+        reclaim_for_retry();
+        q = large_realloc(p, n);
+      }
+      return q;
+    }
     old = large_usable_size(p);
   }
   void *q = hak_malloc(n);
@@ -243,7 +271,7 @@ static void *alloc_aligned(size_t align, size_t n)
   int c = hak_class_for_aligned(n ? n : 1, align);
   if (c >= 0)
     return alloc_class((unsigned)c);
-  return large_alloc(n, align, false);
+  return large_alloc_retry(n, align, false);
 }
 
 static inline bool is_pow2(size_t a) { return a && !(a & (a - 1)); }
