@@ -24,6 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hakmem.h"
+
 #define MiB ((size_t)1 << 20)
 #define GiB ((size_t)1 << 30)
 
@@ -109,6 +111,16 @@ static inline double now_s(void)
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* SuperSlabs mapped and not yet unmapped (hak_stats_get), or -1 in a
+ * build without statistics. */
+static inline long long ss_alive(void)
+{
+  unsigned long long m = 0, u = 0;
+  if (hak_stats_get("superslabs_mapped", &m) != 0 || hak_stats_get("superslabs_unmapped", &u) != 0)
+    return -1;
+  return (long long)m - (long long)u;
 }
 
 /* ---- PRNG (xorshift64*) ---------------------------------------------------- */

@@ -14,7 +14,7 @@
  *     owned in the parent by a thread the child does not have), after
  *     checking their patterns;
  *   - allocates, patterns, checks and frees 2,000 small blocks and 4 large
- *     ones (256 KiB .. 4 MiB), and a realloc chain across the size classes;
+ *     ones (64 KiB .. 1 MiB), and a realloc chain across the size classes;
  *   - every 10th child also starts a thread that allocates and frees, and
  *     joins it;
  *   - exits with _exit(0) after the checks (a distinct non-zero code names
@@ -180,7 +180,7 @@ static int child_body(unsigned iter)
     free(blk[i].p);
   }
   for (unsigned i = 0; i < 4; i++) {
-    size_t n = rng_range(&r, (size_t)256 << 10, (size_t)4 << 20);
+    size_t n = rng_range(&r, (size_t)64 << 10, (size_t)1 << 20);
     unsigned char *p = malloc(n);
     if (!p)
       return CHILD_LARGE_ALLOC;
@@ -191,7 +191,7 @@ static int child_body(unsigned iter)
   }
   unsigned char *p = NULL;
   size_t n = 0;
-  for (size_t m = 8; m < ((size_t)2 << 20); m = m * 3 + 1) {
+  for (size_t m = 8; m < ((size_t)1 << 20); m = m * 3 + 1) {
     unsigned char *q = realloc(p, m);
     if (!q || (n && pat_range_check(q, 0, n < 256 ? n : 256, 99) != (size_t)-1))
       return CHILD_REALLOC;

@@ -172,10 +172,12 @@ int main(int argc, char **argv)
     malloc_trim(0);
   pthread_barrier_wait(&bar); /* 5 */
   size_t after = rss_bytes();
+  long long ss_after = ss_alive();
   pthread_barrier_wait(&bar); /* 6 */
   for (unsigned w = 0; w < WORKERS; w++)
     pthread_join(th[w], NULL);
   size_t after_exit = rss_bytes();
+  long long ss_exit = ss_alive();
 
   size_t slack = base / 10 > SLACK ? base / 10 : SLACK;
   size_t bound = base + slack;
@@ -185,6 +187,7 @@ int main(int argc, char **argv)
        "after %s %.1f MiB (bound %.1f MiB); after the workers exited %.1f MiB",
        mib(base), mib(peak), mib(freed), mode_churn ? "32 MiB of churn per worker" : "malloc_trim(0)", mib(after),
        mib(bound), mib(after_exit));
+  note("SuperSlabs alive: %lld with the workers idle, %lld after they exited", ss_after, ss_exit);
   if (after > bound)
     fail("RSS %.1f MiB after %s is above baseline %.1f MiB + %.1f MiB (%.1f MiB not given back)", mib(after),
          mode_churn ? "the churn" : "malloc_trim(0)", mib(base), mib(slack), mib(after - base));

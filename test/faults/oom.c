@@ -333,7 +333,8 @@ static void big_block(const char *when)
   char *p = malloc(n);
   if (!p) {
     soft_fail("%s: every block is freed, yet malloc(%zu MiB) fails (errno %d) with %.1f MiB of the "
-              "%zu MiB headroom still mapped", when, n >> 20, errno, vm_above(), HEADROOM >> 20);
+              "%zu MiB headroom still mapped (SuperSlabs alive: %lld)", when, n >> 20, errno, vm_above(),
+              HEADROOM >> 20, ss_alive());
     return;
   }
   memset(p, 0x33, n);
@@ -377,7 +378,7 @@ static void sequence(void)
     double vm = vm_above();
     free_all(kind_name[k]);
     note("%-15s %7.1f MiB before ENOMEM (address space above the start: %.1f MiB at the limit, %.1f MiB "
-         "after freeing)", kind_name[k], mib(got), vm, vm_above());
+         "after freeing; SuperSlabs alive %lld)", kind_name[k], mib(got), vm, vm_above(), ss_alive());
     if (got < MIN_FIRST)
       soft_fail("%s: only %zu KiB obtained after the earlier kinds' blocks were all freed "
                 "(expected at least %zu MiB)", kind_name[k], got >> 10, MIN_FIRST >> 20);
@@ -411,7 +412,8 @@ static void run_case(int c)
   } else if (c == K_COUNT + 1) {
     child_setup("edge");
     phase_edge(edge_ops);
-    note("address space above the start after freeing everything: %.1f MiB", vm_above());
+    note("address space above the start after freeing everything: %.1f MiB (SuperSlabs alive %lld)", vm_above(),
+         ss_alive());
     for (int i = 0; i < 1000; i++) {
       size_t n = (size_t)rng_range(&rng, 1, 5000);
       void *p = malloc(n);

@@ -28,8 +28,6 @@
  */
 #include "faults.h"
 
-#include "hakmem.h"
-
 #include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -118,14 +116,14 @@ static void *worker(void *arg)
 
 static bool have_stats = true;
 
-static long long ss_alive(void)
+static long long ss_count(void)
 {
-  unsigned long long m = 0, u = 0;
-  if (hak_stats_get("superslabs_mapped", &m) != 0 || hak_stats_get("superslabs_unmapped", &u) != 0) {
+  long long n = ss_alive();
+  if (n < 0) {
     have_stats = false;
     return 0;
   }
-  return (long long)m - (long long)u;
+  return n;
 }
 
 /*
@@ -156,7 +154,7 @@ int main(int argc, char **argv)
   /* the main thread's own start-up allocations, before any worker */
   void *warm = xmalloc(100);
   free(warm);
-  long long ss0 = ss_alive();
+  long long ss0 = ss_count();
   size_t rss0 = rss_bytes();
   size_t rss1 = 0;
   long long ss1 = 0;
@@ -174,12 +172,12 @@ int main(int argc, char **argv)
     done += k;
     if (done >= mark && rss1 == 0) {
       rss1 = rss_bytes();
-      ss1 = ss_alive();
+      ss1 = ss_count();
     }
   }
   double t1 = now_s();
   size_t rss_end = rss_bytes();
-  long long ss_end = ss_alive();
+  long long ss_end = ss_count();
   note("%ld threads (%ld at a time) in %.1f s; RSS: %.1f MiB at the start, %.1f MiB after %ld threads, "
        "%.1f MiB after %ld", threads, conc, t1 - t0, mib(rss0), mib(rss1), mark, mib(rss_end), threads);
   if (have_stats)
@@ -200,7 +198,7 @@ int main(int argc, char **argv)
   if (a != f)
     fail("the test allocated %lu blocks but freed %lu", a, f);
   malloc_trim(0);
-  long long ss_trim = ss_alive();
+  long long ss_trim = ss_count();
   size_t rss_trim = rss_bytes();
   note("after freeing every block (%lu allocations) and malloc_trim(0): RSS %.1f MiB, SuperSlabs alive %lld", a,
        mib(rss_trim), ss_trim);

@@ -44,7 +44,9 @@
  * all live blocks are checked every 16 operations. Total live bytes are
  * capped at 32 MiB (larger requests are skipped). At the end of each input
  * every block is freed and the second thread is idle again, so inputs do
- * not depend on each other.
+ * not depend on each other; after the first input and every 128th, both
+ * threads trim and no SuperSlab and no large block may be left (see
+ * leak_check).
  */
 #include "hakmem.h"
 
@@ -155,7 +157,7 @@ static void check_blk(const blk_t *b, const char *when)
  * frees the given block or allocates one of the given size. */
 static pthread_mutex_t w_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t w_cond = PTHREAD_COND_INITIALIZER;
-static enum { W_IDLE, W_FREE, W_ALLOC, W_DONE } w_state = W_IDLE;
+static enum { W_IDLE, W_FREE, W_ALLOC, W_TRIM, W_DONE } w_state = W_IDLE;
 static blk_t w_blk;
 static bool w_started;
 
@@ -169,6 +171,8 @@ static void *worker(void *arg)
     if (w_state == W_FREE) {
       check_blk(&w_blk, "freed by the second thread");
       hak_free(w_blk.p);
+    } else if (w_state == W_TRIM) {
+      hak_malloc_trim(0);
     } else {
       w_blk.p = hak_malloc(w_blk.n);
       if (w_blk.p) {
@@ -518,6 +522,31 @@ static void run_op(in_t *in, unsigned op, uint8_t seed)
   }
 }
 
+/* No block lost: with every block freed, and each thread's caches and
+ * pools trimmed (the main thread again last, to unmap what the second
+ * thread's trim released), no SuperSlab may be left and every large block
+ * allocated must have been freed. Run after the first input and every
+ * 128th after it (a trim unmaps the caches, which makes the next input
+ * slower): a crash file, run alone, is always checked. */
+static unsigned long inputs_run;
+
+static void leak_check(void)
+{
+  hak_malloc_trim(0);
+  if (w_started)
+    worker_do(W_TRIM);
+  hak_malloc_trim(0);
+  unsigned long long m, u, la, lf;
+  if (hak_stats_get("superslabs_mapped", &m) != 0 || hak_stats_get("superslabs_unmapped", &u) != 0 ||
+      hak_stats_get("large_allocs", &la) != 0 || hak_stats_get("large_frees", &lf) != 0)
+    return; /* statistics compiled out */
+  if (m != u)
+    bug("leak: %llu SuperSlabs still mapped with every block freed and both threads trimmed "
+        "(%llu mapped, %llu unmapped)", m - u, m, u);
+  if (la != lf)
+    bug("leak: %llu large blocks allocated, %llu freed, with every block freed", la, lf);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
   in_t in = {data, size, 0};
@@ -535,5 +564,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
       release(&tab[i], false);
   if (live_bytes != 0)
     bug("model out of step: %zu live bytes after freeing everything", live_bytes);
+  if (inputs_run++ % 128 == 0)
+    leak_check();
   return 0;
 }

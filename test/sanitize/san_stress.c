@@ -176,14 +176,6 @@ static void *worker(void *arg)
   return NULL;
 }
 
-static long long ss_alive(void)
-{
-  unsigned long long m = 0, u = 0;
-  if (hak_stats_get("superslabs_mapped", &m) != 0 || hak_stats_get("superslabs_unmapped", &u) != 0)
-    return -1;
-  return (long long)m - (long long)u;
-}
-
 int main(int argc, char **argv)
 {
   test_name = "san_stress";
