@@ -5,23 +5,29 @@
  * ENOMEM and leave *out alone), nothing may crash or corrupt a live block,
  * and once the blocks are freed, allocation must work again.
  *
- * Runs in a child process (the limit would otherwise outlive the test);
- * the parent checks that the child exited 0 and was not killed by a signal.
+ * Each case runs in a child process of its own (a fresh address space, and
+ * a limit that does not outlive it); the parent checks that every child
+ * exited 0 and none was killed by a signal, and reports every failed case.
+ * A case reports all its failed expectations before it exits.
  *
- * Phases, each until the first failure: small (16..1024 B), medium
- * (1..32 KiB), large (32 KiB..4 MiB), calloc (zeroes checked), posix_memalign,
- * aligned_alloc, memalign; then each kind is allocated again after its
- * blocks were freed and must get at least half as much as the first time.
- * Then a realloc that grows one block until it fails (the old block must be
- * intact), and 200,000 random operations at the edge of the limit (malloc,
- * calloc, realloc, posix_memalign, free, of all sizes), where NULL is
- * allowed but only with ENOMEM. Every live block carries a pattern that is
- * checked before it is freed.
+ *   0..6  one kind each — small (16..1024 B), medium (1..32 KiB), large
+ *         (32 KiB..4 MiB), calloc (zeroes checked), posix_memalign,
+ *         aligned_alloc, memalign: allocate until the first ENOMEM (at
+ *         least MIN_FIRST bytes must fit), 50 more attempts at the limit,
+ *         free all, then the same kind again must get at least half as much;
+ *   7     realloc growing one block until it fails (the old block must be
+ *         intact; at least a quarter of the headroom must be reached);
+ *   8     200,000 random operations at the edge of the limit (every kind,
+ *         realloc, free), NULL allowed but only with ENOMEM; then, with
+ *         every block freed, small mallocs must work again;
+ *   9     every kind in turn in one process: what one kind freed must be
+ *         usable by the next (at least MIN_FIRST each), and at the end a
+ *         32 MiB block (half the headroom) must fit: freed memory must not
+ *         stay unusable in the allocator's caches at the limit;
+ *   10    the same sequence, then malloc_trim(0), then the 32 MiB block.
  *
- * Finally, with every block freed: a single 32 MiB block (half the
- * headroom) must be allocatable — freed memory must not stay unusable in
- * the allocator's caches while the process is at its limit — and again
- * after malloc_trim(0).
+ * Every live block carries a pattern that is checked before it is freed.
+ * --case N runs one case; --edge-ops N sets case 8's operation count.
  */
 #include "faults.h"
 
@@ -434,6 +440,12 @@ static void run_case(int c)
 
 #define N_CASES (K_COUNT + 4)
 
+static const char *case_name(int c)
+{
+  static const char *const extra[] = {"realloc growth", "edge", "sequence", "sequence+trim"};
+  return c < K_COUNT ? kind_name[c] : extra[c - K_COUNT];
+}
+
 int main(int argc, char **argv)
 {
   test_name = "oom";
@@ -454,10 +466,11 @@ int main(int argc, char **argv)
     int st;
     CHECK(waitpid(pid, &st, 0) == pid, "waitpid: %s", strerror(errno));
     if (WIFSIGNALED(st)) {
-      note("FAIL: case %d: the child was killed by signal %d (%s)", c, WTERMSIG(st), strsignal(WTERMSIG(st)));
+      note("FAIL: case %d (%s): the child was killed by signal %d (%s)", c, case_name(c), WTERMSIG(st),
+           strsignal(WTERMSIG(st)));
       failed++;
     } else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-      note("FAIL: case %d: the child exited with status %d", c, WEXITSTATUS(st));
+      note("FAIL: case %d (%s): the child exited with status %d", c, case_name(c), WEXITSTATUS(st));
       failed++;
     }
   }
