@@ -11,9 +11,10 @@
  * Notification protocol (ss->notify):
  *   ARMED      an owner exists; the next pusher that finds the remote list
  *              empty may notify it.
- *   NOTIFYING  a pusher won the right to notify and is pushing the SuperSlab
- *              onto the owner's inbox (a few instructions).
- *   NOTIFIED   the SuperSlab is on the owner's inbox.
+ *   NOTIFYING  a pusher won the right to notify and is reading the owner
+ *              (a few instructions).
+ *   NOTIFIED   the SuperSlab is on the owner's inbox, or is being pushed
+ *              there (the state is set first).
  *   NEVER      no owner: pushers collect under the class index lock instead.
  * An owner releasing a SuperSlab moves ARMED → NEVER, waits out NOTIFYING,
  * and empties its inbox first if NOTIFIED, so an inbox never holds a
@@ -615,8 +616,12 @@ void backend_remote_free(hak_superslab_t *ss, void *head, void *tail)
       if (!atomic_compare_exchange_strong(&ss->notify, &st, NOTIFY_NOTIFYING))
         continue;
       hak_owner_t *o = atomic_load_explicit(&ss->owner, memory_order_seq_cst);
-      owner_inbox_push(o, ss);
+      /* NOTIFIED before the push: once the owner can see ss on its inbox it
+       * may re-arm it at any time, and a late NOTIFIED would then stick on
+       * a SuperSlab no inbox holds. A releasing owner that sees NOTIFIED
+       * before the push lands waits for it. */
       atomic_store_explicit(&ss->notify, NOTIFY_NOTIFIED, memory_order_seq_cst);
+      owner_inbox_push(o, ss);
       return;
     }
     if (st == NOTIFY_NEVER) {
@@ -638,8 +643,10 @@ void backend_ss_release(hak_owner_t *o, hak_superslab_t *ss)
     } else if (st == NOTIFY_NOTIFYING) {
       sched_yield();
     } else if (st == NOTIFY_NOTIFIED) {
-      /* It is on our inbox: move the inbox to the private pending list
-       * (every SuperSlab on it stays ours, re-armed); then retry. */
+      /* It is on our inbox, or about to be: move the inbox to the private
+       * pending list (every SuperSlab on it stays ours, re-armed); retry. */
+      if (atomic_load_explicit(&o->inbox, memory_order_acquire) == NULL)
+        sched_yield(); /* the pusher has yet to push */
       inbox_to_pending(o);
     } else {
       break;
