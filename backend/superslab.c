@@ -349,8 +349,8 @@ unsigned backend_ss_drain(hak_superslab_t *ss)
   while (b) {
     void *next = *(void **)b;
     hak_slab_t *sl = &ss->slabs[hak_slab_index(ss, b)];
-    if (hak_unlikely(sl->used == 0))
-      hak_os_fatal("free", "double free detected (remote)", b);
+    if (hak_unlikely(sl->used == 0 || sl->free == b))
+      hak_os_fatal("free", "double free detected", b);
     put_back(ss, b);
     b = next;
     n++;
