@@ -16,9 +16,12 @@
  * the same for the whole run and any RSS growth is the allocator's. An
  * operation on a random slot: allocate if empty (malloc, calloc with its
  * zeroes checked, posix_memalign, aligned_alloc, with alignment and
- * malloc_usable_size checked), else free, realloc (contents kept), or swap
- * the block with one of 256 shared slots (so blocks are freed and
- * reallocated by other threads). Every block is checked before it is freed,
+ * malloc_usable_size checked), else free it and allocate a new block for
+ * it at once (slots stay occupied, so the bytes alive stay within about a
+ * percent), realloc (contents kept), or swap the block with one of 256
+ * shared slots and reallocate the block taken from there (another
+ * thread's) to this slot's budget: blocks are freed and reallocated by
+ * threads other than their allocator. Every block is checked before it is freed,
  * reallocated or handed over.
  *
  * The main thread samples the RSS every --sample seconds. The first sample
@@ -137,10 +140,14 @@ static void *worker(void *arg)
       }
       unsigned op = (unsigned)(rng_next(&r) % 10);
       if (op < 5) {
+        /* free, and at once a new block for the slot: a slot stays
+         * occupied, so the bytes alive hardly move (an empty slot now and
+         * then among the large ones would swing them by a few percent) */
         check(s->p, s->n, s->tag, "free");
         free(s->p);
         my_live -= (long long)s->n;
         s->p = NULL;
+        fresh(s, &r);
       } else if (op < 8) {
         check(s->p, s->n, s->tag, "realloc");
         size_t m = pick_size(&r, s);
@@ -170,10 +177,23 @@ static void *worker(void *arg)
         b->tag = s->tag;
         box_t *old = atomic_exchange(&shared[rng_next(&r) % SHARED], b);
         if (old) {
+          /* Take the other thread's block over, reallocated to this
+           * slot's budget, so that big blocks do not wander into small
+           * slots and the bytes alive stay put. */
           check(old->p, old->n, old->tag, "taken over");
-          s->p = old->p;
-          s->n = old->n;
-          s->tag = old->tag;
+          size_t m = pick_size(&r, s);
+          unsigned char *q = realloc(old->p, m);
+          if (!q)
+            fail("realloc(%zu) of a block taken over failed", m);
+          size_t keep = old->n < m ? old->n : m, lim = old->n <= PAT_FULL_MAX ? 1024 : 256;
+          size_t off = pat_range_check(q, 0, keep < lim ? keep : lim, old->tag);
+          if (off != (size_t)-1)
+            fail("realloc(%zu -> %zu) of a block taken over lost the contents at offset %zu", old->n, m, off);
+          my_live += (long long)m - (long long)old->n;
+          s->p = q;
+          s->n = m;
+          s->tag = rng_next(&r);
+          pat_fill(q, m, s->tag);
           free(old);
         } else {
           s->p = NULL;
