@@ -224,14 +224,21 @@ static void format_json(outbuf_t *o, const hak_thread_stats_t *s)
   config_json(o);
   out_str(o, ",\"classes\":[");
   bool first = true;
+  /* One reading of the backend's counters, so that the classes add up to
+   * the totals even while other threads map and unmap. */
+  uint64_t ss_map[HAK_NUM_CLASSES], ss_unmap[HAK_NUM_CLASSES];
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
-    bool any = backend_ss_mapped(c) != 0;
+    ss_map[c] = backend_ss_mapped(c);
+    ss_unmap[c] = backend_ss_unmapped(c);
+  }
+  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+    bool any = ss_map[c] != 0;
     for (unsigned i = 0; i < HAK_STAT_COUNT; i++) {
       tot[i] += s->cls[c].v[i];
       any |= s->cls[c].v[i] != 0;
     }
-    mapped += backend_ss_mapped(c);
-    unmapped += backend_ss_unmapped(c);
+    mapped += ss_map[c];
+    unmapped += ss_unmap[c];
     if (!any)
       continue;
     out_str(o, first ? "{\"class\":" : ",{\"class\":");
@@ -246,9 +253,9 @@ static void format_json(outbuf_t *o, const hak_thread_stats_t *s)
       out_u64(o, s->cls[c].v[i]);
     }
     out_str(o, ",\"superslabs_mapped\":");
-    out_u64(o, backend_ss_mapped(c));
+    out_u64(o, ss_map[c]);
     out_str(o, ",\"superslabs_unmapped\":");
-    out_u64(o, backend_ss_unmapped(c));
+    out_u64(o, ss_unmap[c]);
     out_str(o, ",\"prefill_budget\":");
     out_u64(o, s->budget[c]);
     out_str(o, ",\"prefill_budget_peak\":");
