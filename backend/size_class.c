@@ -22,6 +22,15 @@ const hak_class_info_t hak_class_info1[HAK_NUM_CLASSES + 1] = {
   CI8(0), CI8(8), CI8(16), CI8(24), CI8(32), CI8(40), CI8(48), CI8(56), CI8(64),
 };
 
+#define CC(c) { INV(ODD(CLS_SIZE(c))), (uint16_t)(HAK_SLAB_SIZE / CLS_SIZE(c)), (uint8_t)TZ(CLS_SIZE(c)), 0 }
+#define CC8(c) CC(c), CC(c + 1), CC(c + 2), CC(c + 3), CC(c + 4), CC(c + 5), CC(c + 6), CC(c + 7)
+
+const hak_class_check_t hak_class_check1[HAK_NUM_CLASSES + 1] = {
+  {0, 0, 0, 0},
+  CC8(0), CC8(8), CC8(16), CC8(24), CC8(32), CC8(40), CC8(48), CC8(56), CC8(64),
+};
+_Static_assert(sizeof(hak_class_check_t) == 8, "one scaled index");
+
 /* size → class + 1 for sizes up to HAK_TINY_MAX, through i = (n + 15) / 16:
  * 16-byte classes up to 128, then 8 per doubling. */
 #define T(i) ((i) <= 8 ? ((i) ? (i) - 1 : 0) : \

@@ -19,6 +19,16 @@ typedef struct hak_class_info {
   uint8_t  shift;       /* log2 of the power-of-two part of size */
 } hak_class_info_t;
 
+/* What the free path's block check reads, 8 bytes per class so that one
+ * scaled index reaches it (indexed by class + 1, entry 0 never matches). */
+typedef struct hak_class_check {
+  uint32_t inv;
+  uint16_t per_slab;
+  uint8_t  shift;
+  uint8_t  pad;
+} hak_class_check_t;
+extern const hak_class_check_t hak_class_check1[HAK_NUM_CLASSES + 1] HAK_INTERNAL;
+
 /* class + 1, indexed by the size itself (one load, no arithmetic on the hot
  * path: the caches index their bins by class + 1 too). */
 extern const uint8_t hak_tiny_class1[HAK_TINY_MAX + 1] HAK_INTERNAL;
@@ -47,9 +57,9 @@ HAK_INLINE size_t hak_class_size(unsigned c) { return hak_class_info[c].size; }
 
 /* True when off (an offset inside a slab, < HAK_SLAB_SIZE) is the start of
  * one of the slab's blocks: a multiply and a rotate, no division. */
-HAK_INLINE bool hak_class1_is_block_offset(unsigned c1, uint32_t off)
+HAK_INLINE bool hak_class1_is_block_offset(uintptr_t c1, uint32_t off)
 {
-  const hak_class_info_t *ci = &hak_class_info1[c1];
+  const hak_class_check_t *ci = &hak_class_check1[c1];
   uint32_t q = off * ci->inv;
   q = (q >> ci->shift) | (q << (-ci->shift & 31)); /* rotate right */
   return q < ci->per_slab;

@@ -214,7 +214,7 @@ static void ss_init(hak_superslab_t *ss, unsigned cls)
   ss->empty_counted = 0;
   ss->block_size = ci->size;
   ss->used = 0;
-  ss->capacity = ci->per_slab * (HAK_SLABS_PER_SS - HAK_SS_FIRST_SLAB);
+  ss->capacity = hak_ss_capacity(cls);
   ss->room_mask = 0;
   ss->pool_next = ss->pool_prev = NULL;
   ss->own_next = ss->own_prev = NULL;
@@ -228,22 +228,19 @@ static void ss_init(hak_superslab_t *ss, unsigned cls)
   atomic_store_explicit(&ss->notify, NOTIFY_ARMED, memory_order_relaxed);
   for (unsigned s = 0; s < HAK_SLABS_PER_SS; s++) {
     hak_slab_t *sl = &ss->slabs[s];
+    unsigned first = hak_slab_first_block(s, cls), end = hak_slab_end_block(s, cls);
+    if (end <= first)
+      first = end = 0; /* carves nothing */
     sl->free = NULL;
     sl->used = 0;
-    sl->carved = 0;
+    sl->first = (uint16_t)first;
+    sl->carved = (uint16_t)first;
     sl->dirty = 0;
-    sl->capacity = s < HAK_SS_FIRST_SLAB ? 0 : (uint16_t)ci->per_slab;
-    if (HAK_HARDENED && s == HAK_SLABS_PER_SS - 1) /* the last page is a guard */
-      sl->capacity = (uint16_t)((HAK_SLAB_SIZE - HAK_PAGE_SIZE) / ci->size);
-    if (sl->capacity) {
+    sl->capacity = (uint16_t)end;
+    if (end) {
       ss->room_mask |= 1u << s;
       slab_randomize(sl);
     }
-  }
-  if (HAK_HARDENED) {
-    ss->capacity = 0;
-    for (unsigned s = HAK_SS_FIRST_SLAB; s < HAK_SLABS_PER_SS; s++)
-      ss->capacity += ss->slabs[s].capacity;
   }
 }
 
@@ -258,7 +255,7 @@ static inline void slab_reset_if_idle(hak_slab_t *sl)
 {
   if (sl->used == 0) {
     sl->free = NULL;
-    sl->carved = 0;
+    sl->carved = sl->first;
     slab_randomize(sl);
   }
 }
@@ -384,8 +381,8 @@ static void ss_to_free_tier(hak_superslab_t *ss)
   bool any_dirty = false;
   for (unsigned s = HAK_SS_FIRST_SLAB; s < HAK_SLABS_PER_SS; s++)
     any_dirty |= ss->slabs[s].dirty != 0;
-  if (any_dirty)
-    hak_os_decommit(slab_base(ss, HAK_SS_FIRST_SLAB), HAK_SS_SIZE - HAK_SLAB_SIZE);
+  if (any_dirty) /* everything but the header's page */
+    hak_os_decommit((char *)ss + HAK_PAGE_SIZE, HAK_SS_SIZE - HAK_PAGE_SIZE);
   hak_superslab_t *to_unmap = NULL;
   pthread_mutex_lock(&backend_lock);
   if (free_tier_len < FREE_TIER_MAX) {
@@ -434,9 +431,13 @@ static size_t slab_decommit(hak_superslab_t *ss, unsigned s)
 {
   hak_slab_t *sl = &ss->slabs[s];
   sl->free = NULL;
-  sl->carved = 0;
+  sl->carved = sl->first;
   sl->dirty = SLAB_CLEAN;
   slab_randomize(sl);
+  if (s == 0) { /* the header's page stays */
+    hak_os_decommit((char *)ss + HAK_PAGE_SIZE, HAK_SLAB_SIZE - HAK_PAGE_SIZE);
+    return HAK_SLAB_SIZE - HAK_PAGE_SIZE;
+  }
   hak_os_decommit(slab_base(ss, s), HAK_SLAB_SIZE);
   return HAK_SLAB_SIZE;
 }

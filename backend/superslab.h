@@ -27,13 +27,23 @@
 #define HAK_SUPERSLAB_H
 
 #include "hak/common.h"
+#include "hak/config.h"
 #include "backend/size_class.h"
 #include "registry/registry.h"
 
 #include <stdatomic.h>
 
 #define HAK_SS_MAGIC 0x48414b53u /* "HAKS" */
-#define HAK_SS_FIRST_SLAB 1u     /* slab 0 holds this header */
+/* The first slab that carves blocks. Plain builds carve slab 0 too, from
+ * 1 KiB on (HAK_SS_DATA_START, past this header), so the
+ * header shares its page with blocks instead of costing a page of its own
+ * in every SuperSlab; hardened builds give slab 0 to the header and a
+ * guard. */
+#if HAK_HARDENED
+#define HAK_SS_FIRST_SLAB 1u
+#else
+#define HAK_SS_FIRST_SLAB 0u
+#endif
 
 enum hak_ss_tier { HAK_TIER_HOT = 1, HAK_TIER_DRAINING = 2, HAK_TIER_FREE = 3 };
 
@@ -47,7 +57,8 @@ typedef struct hak_slab {
    * and carving visits block (mul * k + add) % capacity for k = 0, 1, ... */
   uint64_t secret;
   uint16_t mul, add;
-  uint32_t pad;
+  uint16_t first;      /* first block index (slab 0: past the header) */
+  uint16_t pad;
 } hak_slab_t;
 
 typedef struct hak_owner hak_owner_t;
@@ -78,6 +89,49 @@ typedef struct hak_superslab {
 } hak_superslab_t;
 
 _Static_assert(sizeof(hak_superslab_t) <= HAK_PAGE_SIZE, "SuperSlab header must fit in one page");
+
+/* Offset of the first byte a block may occupy: a power of two, so that
+ * "past the header" is a single bit test on the free path. */
+#if HAK_HARDENED
+#define HAK_SS_DATA_START ((size_t)HAK_SLAB_SIZE)
+#else
+#define HAK_SS_DATA_START ((size_t)1024)
+#endif
+_Static_assert(sizeof(hak_superslab_t) <= HAK_SS_DATA_START, "SuperSlab header must fit before the data");
+_Static_assert((HAK_SS_DATA_START & (HAK_SS_DATA_START - 1)) == 0, "data start must be a power of two");
+
+/* Blocks of class cls before the first one slab s may carve. */
+HAK_INLINE unsigned hak_slab_first_block(unsigned s, unsigned cls)
+{
+  size_t bs = hak_class_size(cls);
+  return s == 0 ? (unsigned)((HAK_SS_DATA_START + bs - 1) / bs) : 0;
+}
+
+/* Block indexes slab s of class cls carves: first..end-1 (none when
+ * end <= first). Hardened builds keep the SuperSlab's last page a guard. */
+HAK_INLINE unsigned hak_slab_end_block(unsigned s, unsigned cls)
+{
+#if HAK_HARDENED
+  if (s == 0) /* the header's slab */
+    return 0;
+  if (s == HAK_SLABS_PER_SS - 1)
+    return (unsigned)((HAK_SLAB_SIZE - HAK_PAGE_SIZE) / hak_class_size(cls));
+#else
+  (void)s;
+#endif
+  return hak_class_info[cls].per_slab;
+}
+
+/* Blocks a SuperSlab of class cls holds. */
+HAK_INLINE unsigned hak_ss_capacity(unsigned cls)
+{
+  unsigned n = 0;
+  for (unsigned s = HAK_SS_FIRST_SLAB; s < HAK_SLABS_PER_SS; s++) {
+    unsigned first = hak_slab_first_block(s, cls), end = hak_slab_end_block(s, cls);
+    n += end > first ? end - first : 0;
+  }
+  return n;
+}
 
 /* A thread's identity as an owner of SuperSlabs. */
 struct hak_owner {
@@ -174,8 +228,7 @@ uint64_t backend_ss_live(void) HAK_INTERNAL;
  * Safe only while ss cannot be unmapped (owned, or under the read lock). */
 HAK_INLINE bool ss_is_block(const hak_superslab_t *ss, const void *p)
 {
-  unsigned s = hak_slab_index(ss, p);
-  if (hak_unlikely(s < HAK_SS_FIRST_SLAB))
+  if (hak_unlikely(((uintptr_t)p & HAK_SS_MASK) < HAK_SS_DATA_START))
     return false;
   uint32_t off = (uint32_t)((uintptr_t)p & (HAK_SLAB_SIZE - 1));
   return hak_class_is_block_offset(ss->cls, off);

@@ -120,13 +120,13 @@ static ptr_kind_t classify(const void *p, unsigned *cls)
 }
 
 /* The fast test free uses: p is a block start of a small class (the class
- * map says which class; the offset check proves a block start outside the
- * header slab). */
-HAK_INLINE bool small_block(const void *p, unsigned *cls)
+ * map gives class + 1; the offset check proves a block start past the
+ * SuperSlab's header). */
+HAK_INLINE bool small_block1(const void *p, uintptr_t *cls1)
 {
-  unsigned c1 = registry_small_class1(p); /* 0: not a small block; fails below */
-  *cls = c1 - 1;
-  return ((uintptr_t)p & (HAK_SS_MASK & ~(HAK_SLAB_SIZE - 1))) != 0 &&
+  uintptr_t c1 = registry_small_class1(p); /* 0: not a small block; fails below */
+  *cls1 = c1;
+  return ((uintptr_t)p & (HAK_SS_MASK & ~(HAK_SS_DATA_START - 1))) != 0 &&
          hak_class1_is_block_offset(c1, (uint32_t)((uintptr_t)p & (HAK_SLAB_SIZE - 1)));
 }
 
@@ -152,9 +152,9 @@ static HAK_NOINLINE void free_slow(void *p, const char *fn)
 /* fn names the entry point in the message about a bad pointer. */
 HAK_INLINE void free_named(void *p, const char *fn)
 {
-  unsigned c;
-  if (hak_likely(small_block(p, &c))) {
-    uc_push(c, p);
+  uintptr_t c1;
+  if (hak_likely(small_block1(p, &c1))) {
+    uc_push1(c1, p);
     return;
   }
   free_slow(p, fn);
@@ -195,8 +195,9 @@ HAK_EXPORT void *hak_calloc(size_t nmemb, size_t size)
 static size_t usable_of(void *p, const char *fn)
 {
   unsigned c;
-  if (hak_likely(small_block(p, &c)))
-    return hak_class_size(c);
+  uintptr_t c1;
+  if (hak_likely(small_block1(p, &c1)))
+    return hak_class_size((unsigned)c1 - 1);
   switch (classify(p, &c)) {
   case PTR_SMALL:
     return hak_class_size(c);
@@ -216,8 +217,9 @@ HAK_EXPORT void *hak_realloc(void *p, size_t n)
     return NULL;
   }
   unsigned c;
+  uintptr_t c1;
   size_t old;
-  ptr_kind_t k = small_block(p, &c) ? PTR_SMALL : classify(p, &c);
+  ptr_kind_t k = small_block1(p, &c1) ? (c = (unsigned)c1 - 1, PTR_SMALL) : classify(p, &c);
   if (k == PTR_BAD)
     hak_os_fatal("realloc", "invalid pointer (not allocated by hakmem)", p);
   if (hak_unlikely(n > HAK_MAX_REQUEST)) {

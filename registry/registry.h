@@ -86,7 +86,7 @@ HAK_INLINE uint64_t registry_tag(const void *p)
 extern uint8_t hak_reg_classmap[(size_t)1 << HAK_REG_MAP_BITS] HAK_INTERNAL;
 
 /* class + 1 if p lies in a small-block SuperSlab, else 0. */
-HAK_INLINE unsigned registry_small_class1(const void *p)
+HAK_INLINE uintptr_t registry_small_class1(const void *p)
 {
   uintptr_t i = (uintptr_t)p >> HAK_SS_SHIFT;
   if (hak_unlikely(i >= ((uintptr_t)1 << HAK_REG_MAP_BITS)))

@@ -18,8 +18,8 @@ void uc_set_thread_setup(void (*setup)(void)) { uc_thread_setup_hook = setup; }
 
 enum { UC_NEW = 0, UC_LIVE = 1, UC_GONE = 2 };
 
-/* How many blocks a bin may hold: about 32 KiB worth, 4..256 blocks. */
-static inline int32_t uc_limit(unsigned c)
+/* How many blocks a bin may hold at most: about 32 KiB worth, 4..256. */
+static inline int32_t uc_limit_max(unsigned c)
 {
 #if HAK_UNIFIED_CACHE
   uint32_t n = (uint32_t)(32768u / hak_class_size(c));
@@ -28,6 +28,32 @@ static inline int32_t uc_limit(unsigned c)
   (void)c;
   return 0;
 #endif
+}
+
+/* A sink's bin shrinks no lower than this: an eighth of the most (at most
+ * 4 KiB of blocks), 4 blocks or more, so a flush still moves a batch. */
+static inline int32_t uc_limit_min(unsigned c)
+{
+  int32_t n = uc_limit_max(c) / 8;
+  return n < 4 ? (uc_limit_max(c) < 4 ? uc_limit_max(c) : 4) : n;
+}
+
+/* Each bin's limit adapts between the two. A bin that overflows
+ * UC_SINK_FLUSHES times in a row with no refill in between is a sink: its
+ * thread frees blocks of that class and does not allocate them again (a
+ * consumer of another thread's blocks, a class the thread is done with).
+ * Its limit halves at every further overflow, so it keeps few blocks that
+ * their owners or other threads could use, and little memory. A refill that
+ * follows a flush (the bin drains and fills in turn: a burst of frees was
+ * followed by allocations) gives it its whole limit back. Only the slow
+ * paths move it. */
+#define UC_SINK_FLUSHES 4u
+static __thread uint16_t uc_lim[HAK_NUM_CLASSES];
+static __thread uint8_t uc_flush_streak[HAK_NUM_CLASSES];
+
+static inline int32_t uc_limit(unsigned c)
+{
+  return uc_lim[c];
 }
 
 static inline unsigned uc_batch(unsigned c)
@@ -67,6 +93,19 @@ static inline void bin_rebase(unsigned c, int32_t fill)
   HAK_STAT_ADD(c, uc_hits, b->pops);
   b->pops = 0;
   b->avail = bin_base(c) - fill;
+}
+
+/* Live thread: change bin c's limit, keeping its blocks. */
+static void bin_set_limit(unsigned c, int32_t lim)
+{
+  int32_t fill = bin_fill(c);
+  uc_lim[c] = (uint16_t)lim;
+  bin_rebase(c, fill);
+}
+
+unsigned uc_bin_limit(unsigned c)
+{
+  return uc_state == UC_LIVE ? (unsigned)uc_limit(c) : 0;
 }
 
 #if HAK_HARDENED
@@ -118,12 +157,21 @@ void uc_thread_init(void)
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
     fill[c] = bin_fill(c); /* a push may have landed before set-up */
   uc_state = UC_LIVE;
-  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
+  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+    uc_lim[c] = (uint16_t)uc_limit_max(c);
+    uc_flush_streak[c] = 0;
     bin_rebase(c, fill[c]);
+  }
 }
 
 void *uc_refill(unsigned c)
 {
+  if (uc_flush_streak[c] && uc_state == UC_LIVE) {
+    /* drained since its last flush: the bin is used both ways */
+    uc_flush_streak[c] = 0;
+    if (uc_limit(c) < uc_limit_max(c))
+      bin_set_limit(c, uc_limit_max(c));
+  }
   void *head, *tail;
   unsigned n = warm_pool_refill(c, HAK_UNIFIED_CACHE && uc_state == UC_LIVE ? refill_batch(c) : 1, &head, &tail);
   HAK_STAT_ADD(c, uc_misses, 1);
@@ -177,15 +225,22 @@ void uc_flush(unsigned c)
     if (uc_state == UC_LIVE && bin_fill(c) <= uc_limit(c))
       return;
   }
+  if (uc_state == UC_LIVE && uc_flush_streak[c] < 255 && ++uc_flush_streak[c] >= UC_SINK_FLUSHES &&
+      uc_limit(c) > uc_limit_min(c))
+    bin_set_limit(c, uc_limit(c) / 2 > uc_limit_min(c) ? uc_limit(c) / 2 : uc_limit_min(c));
   int32_t fill = bin_fill(c);
   if (fill <= 0) {
     bin_rebase(c, 0);
     return;
   }
-  int32_t k = uc_state == UC_LIVE ? (int32_t)uc_batch(c) : fill;
+  /* down to half the limit */
+  int32_t k = uc_state == UC_LIVE ? fill - uc_limit(c) / 2 : fill;
   if (k > fill)
     k = fill;
-  flush_n(c, fill, k);
+  if (k > 0)
+    flush_n(c, fill, k);
+  else
+    bin_rebase(c, fill);
 }
 
 void uc_double_free(void *p)

@@ -10,7 +10,10 @@
  * path. A thread's bins start zeroed — an empty sentinel: the first pop
  * misses and the first push overflows, and the slow path sets the thread up.
  *
- * Refill and flush move blocks in batches to and from the warm pool.
+ * Refill and flush move blocks in batches to and from the warm pool. Each
+ * bin's limit adapts: a bin that only overflows (its thread frees blocks it
+ * does not allocate again) shrinks to an eighth, and grows back as soon as
+ * it drains after a flush (see unified_cache.c).
  *
  * Hardened builds: links are stored as next ^ key ^ (address >> 4) with a
  * per-thread random key, and a popped link must lead to a block of the same
@@ -90,11 +93,13 @@ __attribute__((noreturn)) void uc_double_free(void *p) HAK_INTERNAL;
 /* Free p of class c without the cache (cache off, or thread gone). */
 void uc_free_direct(unsigned c, void *p) HAK_INTERNAL;
 
-/* Cache p (a block of class c). */
-HAK_INLINE void uc_push(unsigned c, void *p)
+/* Cache p (a block of class c1 - 1: the free path has class + 1 at hand,
+ * and the bins are indexed by it). */
+HAK_INLINE void uc_push1(uintptr_t c1, void *p)
 {
 #if HAK_UNIFIED_CACHE
-  uc_bin_t *b = UC_BIN(c);
+  const unsigned c = (unsigned)c1 - 1;
+  uc_bin_t *b = &uc_bins1[c1];
   void *h = b->head;
   if (hak_unlikely(h == p)) /* freed twice in a row: would make a cycle */
     uc_double_free(p);
@@ -108,13 +113,18 @@ HAK_INLINE void uc_push(unsigned c, void *p)
   if (hak_unlikely(--b->avail < 0))
     uc_flush(c);
 #else
-  uc_free_direct(c, p);
+  uc_free_direct((unsigned)c1 - 1, p);
 #endif
 }
+
+/* Cache p (a block of class c). */
+HAK_INLINE void uc_push(unsigned c, void *p) { uc_push1((uintptr_t)c + 1, p); }
 
 /* Is p on the calling thread's bin for c, near the top (the last `depth`
  * blocks)? A cheap double-free probe for slow paths. */
 bool uc_holds_recent(unsigned c, const void *p, unsigned depth) HAK_INTERNAL;
+/* The calling thread's current limit for bin c (0 when not set up). */
+unsigned uc_bin_limit(unsigned c) HAK_INTERNAL;
 /* Blocks on the calling thread's bin for c (walks it). */
 unsigned uc_bin_length(unsigned c) HAK_INTERNAL;
 

@@ -101,6 +101,20 @@ START_TEST(carve_whole_superslab_exact_counts)
       ck_assert_uint_ge((uintptr_t)blocks[i] - (uintptr_t)blocks[i - 1], hak_class_size(c));
     memset(blocks[i], 0xab, hak_class_size(c));
   }
+  /* The header is never handed out and survives every block being written;
+   * plain builds carve its page too (no page of a SuperSlab is header only),
+   * hardened builds leave the header slab to the header and its guard. */
+  ck_assert_uint_eq(ss->magic, HAK_SS_MAGIC);
+  ck_assert_uint_eq(ss->cls, c);
+  ck_assert_uint_ge((uintptr_t)blocks[0] - (uintptr_t)ss, HAK_SS_DATA_START);
+  ck_assert(!ss_is_block(ss, ss));
+  ck_assert(!ss_is_block(ss, (char *)ss + HAK_SS_DATA_START - hak_class_size(c)));
+  if (HAK_HARDENED) {
+    ck_assert_uint_eq(hak_slab_index(ss, blocks[0]), 1);
+  } else {
+    ck_assert_uint_lt((uintptr_t)blocks[0] - (uintptr_t)ss, HAK_PAGE_SIZE);
+    ck_assert_uint_eq(n, HAK_SLABS_PER_SS * hak_class_info[c].per_slab - hak_slab_first_block(0, c));
+  }
   /* Free all: the first free makes it roomy, the last makes it empty. */
   unsigned ev = backend_ss_free_local(ss, blocks[0]);
   ck_assert_uint_eq(ev & HAK_SS_BECAME_ROOMY, HAK_SS_BECAME_ROOMY);

@@ -107,6 +107,54 @@ START_TEST(double_free_probe)
 }
 END_TEST
 
+/* A bin its thread only frees into (a consumer of other threads' blocks)
+ * shrinks to an eighth of its limit; drained again, it gets it back. */
+START_TEST(sink_bin_shrinks_then_grows_back)
+{
+  uc_thread_init();
+  unsigned c = hak_class_of(64);
+  unsigned max = uc_bin_limit(c);
+  if (!HAK_UNIFIED_CACHE) {
+    ck_assert_uint_eq(max, 0);
+    uc_thread_exit();
+    return;
+  }
+  ck_assert_uint_eq(max, 256);
+  enum { N = 4000 };
+  void **blocks = calloc(N, sizeof(void *));
+  ck_assert_ptr_nonnull(blocks);
+  for (unsigned i = 0; i < N; i++) {
+    blocks[i] = uc_pop(c);
+    if (!blocks[i])
+      blocks[i] = uc_refill(c);
+  }
+  ck_assert_uint_eq(uc_bin_limit(c), max); /* allocating only: unchanged */
+  unsigned most = 0;
+  for (unsigned i = 0; i < N; i++) {
+    uc_push(c, blocks[i]);
+    unsigned l = bin_len(c);
+    most = i >= N / 2 && l > most ? l : most;
+  }
+  ck_assert_uint_eq(uc_bin_limit(c), max / 8);
+  ck_assert_uint_le(most, max / 8); /* the second half never held more */
+  /* The thread allocates again: the first refill after the flushes gives
+   * the bin its whole limit back. */
+  unsigned n = uc_bin_limit(c) + 1;
+  for (unsigned i = 0; i < n; i++) {
+    blocks[i] = uc_pop(c);
+    if (!blocks[i])
+      blocks[i] = uc_refill(c);
+  }
+  ck_assert_uint_eq(uc_bin_limit(c), max);
+  for (unsigned i = 0; i < n; i++)
+    uc_push(c, blocks[i]);
+  ck_assert_uint_eq(uc_bin_limit(c), max);
+  free(blocks);
+  uc_thread_exit();
+  ck_assert_uint_eq(uc_bin_limit(c), 0);
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("unified_cache");
@@ -115,6 +163,7 @@ int main(void)
   tcase_add_test(tc, flush_keeps_fill_bounded);
   tcase_add_test(tc, push_after_exit_passes_through);
   tcase_add_test(tc, double_free_probe);
+  tcase_add_test(tc, sink_bin_shrinks_then_grows_back);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_set_fork_status(sr, CK_FORK);
