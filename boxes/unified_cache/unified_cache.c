@@ -18,11 +18,11 @@ void uc_set_thread_setup(void (*setup)(void)) { uc_thread_setup_hook = setup; }
 
 enum { UC_NEW = 0, UC_LIVE = 1, UC_GONE = 2 };
 
-/* How many blocks a bin may hold at most: about 32 KiB worth, 4..256. */
+/* How many blocks a bin may hold at most: about 16 KiB worth, 4..256. */
 static inline int32_t uc_limit_max(unsigned c)
 {
 #if HAK_UNIFIED_CACHE
-  uint32_t n = (uint32_t)(32768u / hak_class_size(c));
+  uint32_t n = (uint32_t)(16384u / hak_class_size(c));
   return (int32_t)(n < 4 ? 4 : n > 256 ? 256 : n);
 #else
   (void)c;
