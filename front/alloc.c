@@ -83,10 +83,21 @@ static HAK_NOINLINE void *alloc_slow(size_t n)
   return large_alloc_retry(n, 0, false);
 }
 
+/* The miss path of a size up to HAK_TINY_MAX takes the size, not the class:
+ * the hot path then keeps no copy of the class for it. */
+static HAK_NOINLINE void *alloc_refill_tiny(size_t n)
+{
+  return alloc_refill(hak_class_of_tiny(n));
+}
+
 HAK_EXPORT void *hak_malloc(size_t n)
 {
-  if (hak_likely(n <= HAK_TINY_MAX))
-    return alloc_class(hak_class_of_tiny(n));
+  if (hak_likely(n <= HAK_TINY_MAX)) {
+    void *p = uc_pop(hak_class_of_tiny(n));
+    if (hak_likely(p != NULL))
+      return p;
+    return alloc_refill_tiny(n);
+  }
   return alloc_slow(n);
 }
 
