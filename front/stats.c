@@ -201,13 +201,17 @@ static void config_json(outbuf_t *o)
   out_str(o, HAK_PREFILL_POLICY_NAME);
   out_str(o, "\",\"stats\":");
   out_u64(o, HAK_STATS);
+  out_str(o, ",\"colour\":");
+  out_u64(o, HAK_COLOUR);
+  out_str(o, ",\"hardened\":");
+  out_u64(o, HAK_HARDENED);
   out_str(o, "}");
 }
 
 static const char *config_string(void)
 {
   return "variant=" HAK_VARIANT " unified_cache=" HAK_STR(HAK_UNIFIED_CACHE) " warm_pool=" HAK_STR(
-    HAK_WARM_POOL) " prefill=" HAK_STR(HAK_PREFILL) " prefill_policy=" HAK_PREFILL_POLICY_NAME " warm_pool_max=" HAK_STR(HAK_WARM_POOL_MAX) " stats=" HAK_STR(HAK_STATS);
+    HAK_WARM_POOL) " prefill=" HAK_STR(HAK_PREFILL) " prefill_policy=" HAK_PREFILL_POLICY_NAME " warm_pool_max=" HAK_STR(HAK_WARM_POOL_MAX) " stats=" HAK_STR(HAK_STATS) " colour=" HAK_STR(HAK_COLOUR) " hardened=" HAK_STR(HAK_HARDENED);
 }
 
 HAK_EXPORT const char *hak_config_string(void) { return config_string(); }

@@ -32,6 +32,9 @@
 #ifndef HAK_RAW_HARDENED
 #define HAK_RAW_HARDENED 0
 #endif
+#ifndef HAK_RAW_COLOUR
+#define HAK_RAW_COLOUR 1
+#endif
 #ifndef HAK_RAW_VARIANT
 #define HAK_RAW_VARIANT "default"
 #endif
@@ -46,6 +49,7 @@
 #define HAK_STATS         HAK_RAW_STATS
 #define HAK_PREFILL_ADAPTIVE HAK_RAW_PREFILL_ADAPTIVE
 #define HAK_HARDENED      HAK_RAW_HARDENED
+#define HAK_COLOUR        HAK_RAW_COLOUR
 #define HAK_VARIANT       HAK_RAW_VARIANT
 #define HAK_VERSION       HAK_RAW_VERSION
 

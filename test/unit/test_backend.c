@@ -1,6 +1,7 @@
 /* Unit tests of backend/: size classes, SuperSlab carving and counts,
  * ownership hand-over, remote frees and notification, large blocks. */
 #include "backend/superslab.h"
+#include "hak/config.h"
 #include "backend/large.h"
 #include "backend/size_class.h"
 
@@ -133,6 +134,53 @@ START_TEST(carve_whole_superslab_exact_counts)
 }
 END_TEST
 
+/* Every class: a SuperSlab hands out each of its blocks exactly once, in
+ * whatever order carving takes them (coloured, random or plain), and two
+ * SuperSlabs of a class start carving at different offsets when colouring
+ * is on (at the data start when it is off). */
+START_TEST(carving_visits_every_block_once)
+{
+  hak_owner_t *o = backend_owner_new();
+  static void *blocks[70000];
+  for (unsigned c = 0; c < HAK_NUM_CLASSES; c += 5) {
+    hak_superslab_t *a = backend_ss_new(o, c), *b = backend_ss_new(o, c);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_ptr_nonnull(b);
+    void *ha, *hb, *t;
+    ck_assert_uint_eq(backend_ss_take(a, 1, &ha, &t), 1);
+    ck_assert_uint_eq(backend_ss_take(b, 1, &hb, &t), 1);
+    uintptr_t offa = (uintptr_t)ha & HAK_SS_MASK, offb = (uintptr_t)hb & HAK_SS_MASK;
+    if (HAK_HARDENED) {
+      ck_assert_uint_ge(offa, HAK_SLAB_SIZE);
+    } else if (HAK_COLOUR) {
+      if (hak_class_info[c].per_slab > 64) /* room for two colours */
+        ck_assert_msg(offa != offb, "class %u: both start at %#lx", c, (unsigned long)offa);
+    } else {
+      size_t bs = hak_class_size(c);
+      ck_assert_uint_eq(offa, (HAK_SS_DATA_START + bs - 1) / bs * bs);
+      ck_assert_uint_eq(offb, offa);
+    }
+    unsigned n = take_all(a, blocks + 1, 69999) + 1;
+    blocks[0] = ha;
+    ck_assert_uint_eq(n, a->capacity);
+    qsort(blocks, n, sizeof(void *), cmp_ptr);
+    for (unsigned i = 0; i < n; i++) {
+      ck_assert(ss_is_block(a, blocks[i]));
+      if (i)
+        ck_assert_uint_ge((uintptr_t)blocks[i] - (uintptr_t)blocks[i - 1], hak_class_size(c));
+    }
+    for (unsigned i = 0; i < n; i++)
+      backend_ss_free_local(a, blocks[i]);
+    backend_ss_free_local(b, hb);
+    ck_assert_uint_eq(a->used, 0);
+    ck_assert_uint_eq(b->used, 0);
+    backend_ss_release(o, a);
+    backend_ss_release(o, b);
+  }
+  backend_owner_retire(o);
+}
+END_TEST
+
 START_TEST(release_adopt_and_remote_free)
 {
   hak_owner_t *a = backend_owner_new(), *b = backend_owner_new();
@@ -254,6 +302,7 @@ int main(void)
   suite_add_tcase(s, tc);
   TCase *ts = tcase_create("superslab");
   tcase_add_test(ts, carve_whole_superslab_exact_counts);
+  tcase_add_test(ts, carving_visits_every_block_once);
   tcase_add_test(ts, release_adopt_and_remote_free);
   tcase_add_test(ts, remote_frees_come_back);
   suite_add_tcase(s, ts);
