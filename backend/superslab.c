@@ -24,9 +24,13 @@
  * next ^ secret ^ (address >> 4) with a random secret per slab, and every
  * link read back must point into the same slab at a block start, or the
  * process aborts ("corrupted free list"); carving follows a random
- * permutation of the slab's blocks; the 60 KiB after the header page and
- * the SuperSlab's last page are PROT_NONE guards (slab 15 stops short of
- * it), so an overflow off either end of the data cannot reach a header.
+ * permutation of the slab's blocks; slab 0 and the SuperSlab's last page
+ * are PROT_NONE guards (slab 15 stops short of it), so an overflow off
+ * either end of the data faults instead of reaching the next mapping.
+ *
+ * Headers (see superslab.h) come from an arena of 64 KiB chunks, recycled
+ * through hdr_free_list under backend_lock, only once their SuperSlab is
+ * unmapped (after registry_synchronize).
  */
 #include "backend/superslab.h"
 #include "backend/os.h"
@@ -60,6 +64,48 @@ static _Atomic uint64_t ss_live;
 uint64_t backend_ss_mapped(unsigned c) { return atomic_load_explicit(&ss_mapped[c], memory_order_relaxed); }
 uint64_t backend_ss_unmapped(unsigned c) { return atomic_load_explicit(&ss_unmapped[c], memory_order_relaxed); }
 uint64_t backend_ss_live(void) { return atomic_load_explicit(&ss_live, memory_order_relaxed); }
+
+/* ---- Headers -------------------------------------------------------------- */
+
+#define HDR_CHUNK (64u * 1024u)
+static hak_superslab_t *hdr_free_list; /* under backend_lock, linked by free_next */
+static hak_superslab_t *hdr_arena;
+static size_t hdr_arena_left;
+
+/* A header for a new SuperSlab, or NULL when out of memory. */
+static hak_superslab_t *hdr_alloc(void)
+{
+  pthread_mutex_lock(&backend_lock);
+  hak_superslab_t *h = hdr_free_list;
+  if (h) {
+    hdr_free_list = h->free_next;
+  } else {
+    if (hdr_arena_left == 0) {
+      void *m = mmap(NULL, HDR_CHUNK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (m == MAP_FAILED) {
+        pthread_mutex_unlock(&backend_lock);
+        return NULL;
+      }
+      hdr_arena = m;
+      hdr_arena_left = HDR_CHUNK / sizeof(hak_superslab_t);
+    }
+    h = hdr_arena++;
+    hdr_arena_left--;
+  }
+  pthread_mutex_unlock(&backend_lock);
+  return h;
+}
+
+/* Recycle the header of an unmapped SuperSlab (after its grace period). */
+static void hdr_free(hak_superslab_t *h)
+{
+  h->magic = 0;
+  h->base = NULL;
+  pthread_mutex_lock(&backend_lock);
+  h->free_next = hdr_free_list;
+  hdr_free_list = h;
+  pthread_mutex_unlock(&backend_lock);
+}
 
 /* ---- Owners ------------------------------------------------------------- */
 
@@ -225,7 +271,7 @@ static void slab_colour(hak_superslab_t *ss, hak_slab_t *sl, unsigned bs)
   sl->add = 0;
   if (HAK_HARDENED || !HAK_COLOUR || sl->capacity <= sl->first)
     return;
-  size_t colour = (((uintptr_t)ss >> HAK_SS_SHIFT) * (19u * 64u)) & (32u * 1024u - 1u);
+  size_t colour = (((uintptr_t)ss->base >> HAK_SS_SHIFT) * (19u * 64u)) & (32u * 1024u - 1u);
   sl->add = (uint16_t)((colour + bs - 1) / bs % (unsigned)(sl->capacity - sl->first));
 }
 
@@ -272,7 +318,7 @@ static void ss_init(hak_superslab_t *ss, unsigned cls)
 
 static inline void *slab_base(hak_superslab_t *ss, unsigned s)
 {
-  return (char *)ss + ((size_t)s << HAK_SLAB_SHIFT);
+  return ss->base + ((size_t)s << HAK_SLAB_SHIFT);
 }
 
 /* A slab whose blocks have all come back starts over as uncarved, so it is
@@ -392,7 +438,8 @@ static void unmap_retired(hak_superslab_t *list)
     hak_superslab_t *next = list->free_next;
     atomic_fetch_add_explicit(&ss_unmapped[list->cls], 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&ss_live, 1, memory_order_relaxed);
-    hak_os_unmap(list, HAK_SS_SIZE);
+    hak_os_unmap(list->base, HAK_SS_SIZE);
+    hdr_free(list);
     list = next;
   }
 }
@@ -401,14 +448,14 @@ static void unmap_retired(hak_superslab_t *list)
  * and keep it for reuse, or retire it for unmapping. */
 static void ss_to_free_tier(hak_superslab_t *ss)
 {
-  registry_clear_tag((uintptr_t)ss);
+  registry_clear_tag((uintptr_t)ss->base);
   ss->tier = HAK_TIER_FREE;
   atomic_store_explicit(&ss->owner, NULL, memory_order_relaxed);
   bool any_dirty = false;
   for (unsigned s = HAK_SS_FIRST_SLAB; s < HAK_SLABS_PER_SS; s++)
     any_dirty |= ss->slabs[s].dirty != 0;
-  if (any_dirty) /* everything but the header's page */
-    hak_os_decommit((char *)ss + HAK_PAGE_SIZE, HAK_SS_SIZE - HAK_PAGE_SIZE);
+  if (any_dirty)
+    hak_os_decommit(ss->base + HAK_SS_DATA_START, HAK_SS_SIZE - HAK_SS_DATA_START);
   hak_superslab_t *to_unmap = NULL;
   pthread_mutex_lock(&backend_lock);
   if (free_tier_len < FREE_TIER_MAX) {
@@ -460,10 +507,6 @@ static size_t slab_decommit(hak_superslab_t *ss, unsigned s)
   sl->carved = sl->first;
   sl->dirty = SLAB_CLEAN;
   slab_randomize(sl);
-  if (s == 0) { /* the header's page stays */
-    hak_os_decommit((char *)ss + HAK_PAGE_SIZE, HAK_SLAB_SIZE - HAK_PAGE_SIZE);
-    return HAK_SLAB_SIZE - HAK_PAGE_SIZE;
-  }
   hak_os_decommit(slab_base(ss, s), HAK_SLAB_SIZE);
   return HAK_SLAB_SIZE;
 }
@@ -504,21 +547,28 @@ hak_superslab_t *backend_ss_new(hak_owner_t *o, unsigned cls)
   }
   pthread_mutex_unlock(&backend_lock);
   if (!ss) {
-    ss = hak_os_map_aligned(HAK_SS_SIZE, HAK_SS_SIZE);
-    if (!ss)
+    char *base = hak_os_map_aligned(HAK_SS_SIZE, HAK_SS_SIZE);
+    if (!base)
       return NULL;
+    ss = hdr_alloc();
+    if (!ss) {
+      hak_os_unmap(base, HAK_SS_SIZE);
+      return NULL;
+    }
+    ss->base = base;
     if (HAK_HARDENED) {
-      /* guards: after the header page, and the SuperSlab's last page */
-      mprotect((char *)ss + HAK_PAGE_SIZE, HAK_SLAB_SIZE - HAK_PAGE_SIZE, PROT_NONE);
-      mprotect((char *)ss + HAK_SS_SIZE - HAK_PAGE_SIZE, HAK_PAGE_SIZE, PROT_NONE);
+      /* guards: slab 0, and the SuperSlab's last page */
+      mprotect(base, HAK_SLAB_SIZE, PROT_NONE);
+      mprotect(base + HAK_SS_SIZE - HAK_PAGE_SIZE, HAK_PAGE_SIZE, PROT_NONE);
     }
     atomic_fetch_add_explicit(&ss_mapped[cls], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&ss_live, 1, memory_order_relaxed);
   }
   ss_init(ss, cls);
   atomic_store_explicit(&ss->owner, o, memory_order_relaxed);
-  if (registry_set_tag((uintptr_t)ss, hak_tag_make(HAK_KIND_SMALL, cls)) != 0) {
-    hak_os_unmap(ss, HAK_SS_SIZE);
+  if (registry_set_tag((uintptr_t)ss->base, hak_tag_with_hdr(hak_tag_make(HAK_KIND_SMALL, cls), ss)) != 0) {
+    hak_os_unmap(ss->base, HAK_SS_SIZE);
+    hdr_free(ss);
     atomic_fetch_sub_explicit(&ss_live, 1, memory_order_relaxed);
     return NULL;
   }

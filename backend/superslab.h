@@ -34,11 +34,9 @@
 #include <stdatomic.h>
 
 #define HAK_SS_MAGIC 0x48414b53u /* "HAKS" */
-/* The first slab that carves blocks. Plain builds carve slab 0 too, from
- * 1 KiB on (HAK_SS_DATA_START, past this header), so the
- * header shares its page with blocks instead of costing a page of its own
- * in every SuperSlab; hardened builds give slab 0 to the header and a
- * guard. */
+/* The first slab that carves blocks. The header lives apart from its
+ * SuperSlab (see "Headers" below), so plain builds carve every slab, from
+ * the SuperSlab's first byte; hardened builds keep slab 0 as a guard. */
 #if HAK_HARDENED
 #define HAK_SS_FIRST_SLAB 1u
 #else
@@ -66,6 +64,7 @@ typedef struct hak_slab {
 typedef struct hak_owner hak_owner_t;
 
 typedef struct hak_superslab {
+  char    *base;               /* the SuperSlab: HAK_SS_SIZE bytes, aligned to it */
   uint32_t magic;
   uint8_t  cls;
   uint8_t  tier;
@@ -90,17 +89,29 @@ typedef struct hak_superslab {
   hak_slab_t slabs[HAK_SLABS_PER_SS] __attribute__((aligned(64)));
 } hak_superslab_t;
 
+/* Headers. A SuperSlab's header is not in the SuperSlab: headers are packed
+ * together in arena chunks of their own (backend_ss_new/unmapping), and the
+ * registry tag of the SuperSlab's chunk points at it. A SuperSlab's pages
+ * then hold blocks only, whatever its carving colour, and a thread's
+ * headers share pages. A header lives exactly as long as its SuperSlab's
+ * mapping and is recycled only after the grace period that unmaps it, so a
+ * reader under the registry read lock never finds a stale one. */
 _Static_assert(sizeof(hak_superslab_t) <= HAK_PAGE_SIZE, "SuperSlab header must fit in one page");
 
-/* Offset of the first byte a block may occupy: a power of two, so that
- * "past the header" is a single bit test on the free path. */
+/* Offset of the first byte a block may occupy (0, or a power of two so
+ * that "past it" is one bit test on the free path). */
 #if HAK_HARDENED
 #define HAK_SS_DATA_START ((size_t)HAK_SLAB_SIZE)
 #else
-#define HAK_SS_DATA_START ((size_t)1024)
+#define HAK_SS_DATA_START ((size_t)0)
 #endif
-_Static_assert(sizeof(hak_superslab_t) <= HAK_SS_DATA_START, "SuperSlab header must fit before the data");
-_Static_assert((HAK_SS_DATA_START & (HAK_SS_DATA_START - 1)) == 0, "data start must be a power of two");
+_Static_assert((HAK_SS_DATA_START & (HAK_SS_DATA_START - 1)) == 0, "data start must be 0 or a power of two");
+
+/* p's offset is at or past the data start. */
+HAK_INLINE bool hak_ss_past_data_start(const void *p)
+{
+  return HAK_SS_DATA_START == 0 || ((uintptr_t)p & (HAK_SS_MASK & ~(HAK_SS_DATA_START - 1))) != 0;
+}
 
 /* Blocks of class cls before the first one slab s may carve. */
 HAK_INLINE unsigned hak_slab_first_block(unsigned s, unsigned cls)
@@ -151,10 +162,13 @@ struct hak_owner {
   pthread_mutex_t lock;
 };
 
-HAK_INLINE hak_superslab_t *hak_ss_of(const void *p) { return (hak_superslab_t *)hak_ss_base_of(p); }
+/* The header of the SuperSlab holding p, from its registry tag. p must be
+ * a block of a live SuperSlab (one the caller holds a block of or owns),
+ * or the caller must hold the registry read lock. */
+HAK_INLINE hak_superslab_t *hak_ss_of(const void *p) { return (hak_superslab_t *)hak_tag_hdr(registry_tag(p)); }
 HAK_INLINE unsigned hak_slab_index(const hak_superslab_t *ss, const void *p)
 {
-  return (unsigned)(((uintptr_t)p - (uintptr_t)ss) >> HAK_SLAB_SHIFT);
+  return (unsigned)(((uintptr_t)p - (uintptr_t)ss->base) >> HAK_SLAB_SHIFT);
 }
 HAK_INLINE bool ss_is_owner(const hak_superslab_t *ss, const hak_owner_t *o)
 {
@@ -230,7 +244,7 @@ uint64_t backend_ss_live(void) HAK_INTERNAL;
  * Safe only while ss cannot be unmapped (owned, or under the read lock). */
 HAK_INLINE bool ss_is_block(const hak_superslab_t *ss, const void *p)
 {
-  if (hak_unlikely(((uintptr_t)p & HAK_SS_MASK) < HAK_SS_DATA_START))
+  if (hak_unlikely(!hak_ss_past_data_start(p) || hak_ss_base_of(p) != (uintptr_t)ss->base))
     return false;
   uint32_t off = (uint32_t)((uintptr_t)p & (HAK_SLAB_SIZE - 1));
   return hak_class_is_block_offset(ss->cls, off);

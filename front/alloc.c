@@ -114,7 +114,7 @@ static ptr_kind_t classify(const void *p, unsigned *cls)
   uint64_t tag = registry_tag(p);
   switch (hak_tag_kind(tag)) {
   case HAK_KIND_SMALL:
-    if (ss_is_block(hak_ss_of(p), p)) {
+    if (ss_is_block(hak_tag_hdr(tag), p)) {
       *cls = hak_tag_class(tag);
       k = PTR_SMALL;
     }
@@ -137,7 +137,7 @@ HAK_INLINE bool small_block1(const void *p, uintptr_t *cls1)
 {
   uintptr_t c1 = registry_small_class1(p); /* 0: not a small block; fails below */
   *cls1 = c1;
-  return ((uintptr_t)p & (HAK_SS_MASK & ~(HAK_SS_DATA_START - 1))) != 0 &&
+  return hak_ss_past_data_start(p) &&
          hak_class1_is_block_offset(c1, (uint32_t)((uintptr_t)p & (HAK_SLAB_SIZE - 1)));
 }
 

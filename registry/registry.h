@@ -44,8 +44,11 @@
 #define _LGPL_SOURCE 1
 #include <urcu-bp.h>
 
-/* Tag layout: bits 0..7 size class, bits 8..15 kind. */
+/* Tag layout: bits 0..7 size class, bits 8..15 kind, bits 16..63 the
+ * address of the chunk's header >> 6 (SuperSlabs; headers are 64-byte
+ * aligned user-space addresses), or 0. */
 #define HAK_TAG_KIND_SHIFT 8
+#define HAK_TAG_HDR_SHIFT 16
 enum hak_tag_kind { HAK_KIND_NONE = 0, HAK_KIND_SMALL = 1, HAK_KIND_LARGE = 2 };
 
 static inline uint64_t hak_tag_make(unsigned kind, unsigned cls)
@@ -54,6 +57,11 @@ static inline uint64_t hak_tag_make(unsigned kind, unsigned cls)
 }
 static inline unsigned hak_tag_kind(uint64_t tag) { return (unsigned)(tag >> HAK_TAG_KIND_SHIFT) & 0xff; }
 static inline unsigned hak_tag_class(uint64_t tag) { return (unsigned)tag & 0xff; }
+static inline uint64_t hak_tag_with_hdr(uint64_t tag, const void *hdr)
+{
+  return tag | ((uint64_t)((uintptr_t)hdr >> 6) << HAK_TAG_HDR_SHIFT);
+}
+static inline void *hak_tag_hdr(uint64_t tag) { return (void *)(uintptr_t)((tag >> HAK_TAG_HDR_SHIFT) << 6); }
 
 #define HAK_REG_ADDR_BITS  48
 #define HAK_REG_LEAF_BITS  16

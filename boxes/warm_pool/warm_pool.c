@@ -314,9 +314,17 @@ static void return_locked(unsigned cls, void *head, unsigned n)
   hak_superslab_t *run_ss = NULL;
   unsigned remote = 0;
   void *b = head;
+  uintptr_t last_base = 0;
+  hak_superslab_t *last_ss = NULL;
   for (unsigned i = 0; i < n; i++) {
     void *next = *(void **)b;
-    hak_superslab_t *ss = hak_ss_of(b);
+    /* blocks of one SuperSlab mostly come together: one lookup per run */
+    uintptr_t base = hak_ss_base_of(b);
+    if (base != last_base) {
+      last_base = base;
+      last_ss = hak_ss_of(b);
+    }
+    hak_superslab_t *ss = last_ss;
     if (me && ss_is_owner(ss, me)) {
       unsigned ev = backend_ss_free_local(ss, b);
       if (ev) {

@@ -86,8 +86,9 @@ START_TEST(carve_whole_superslab_exact_counts)
   unsigned c = hak_class_of(100);
   hak_superslab_t *ss = backend_ss_new(o, c);
   ck_assert_ptr_nonnull(ss);
-  ck_assert_uint_eq((uintptr_t)ss & HAK_SS_MASK, 0);
-  ck_assert_uint_eq(hak_tag_kind(registry_tag((char *)ss + 12345)), HAK_KIND_SMALL);
+  ck_assert_uint_eq((uintptr_t)ss->base & HAK_SS_MASK, 0);
+  ck_assert_uint_eq(hak_tag_kind(registry_tag(ss->base + 12345)), HAK_KIND_SMALL);
+  ck_assert_ptr_eq(hak_tag_hdr(registry_tag(ss->base + 12345)), ss);
   static void *blocks[20000];
   unsigned n = take_all(ss, blocks, 20000);
   ck_assert_uint_eq(n, ss->capacity);
@@ -102,19 +103,20 @@ START_TEST(carve_whole_superslab_exact_counts)
       ck_assert_uint_ge((uintptr_t)blocks[i] - (uintptr_t)blocks[i - 1], hak_class_size(c));
     memset(blocks[i], 0xab, hak_class_size(c));
   }
-  /* The header is never handed out and survives every block being written;
-   * plain builds carve its page too (no page of a SuperSlab is header only),
-   * hardened builds leave the header slab to the header and its guard. */
+  /* The header lives outside its SuperSlab (the registry tag points at
+   * it), is never handed out, and survives every block being written; plain
+   * builds carve the whole SuperSlab, hardened builds keep slab 0 a guard. */
   ck_assert_uint_eq(ss->magic, HAK_SS_MAGIC);
   ck_assert_uint_eq(ss->cls, c);
-  ck_assert_uint_ge((uintptr_t)blocks[0] - (uintptr_t)ss, HAK_SS_DATA_START);
+  ck_assert_ptr_eq(hak_ss_of(blocks[n / 2]), ss);
+  ck_assert_uint_ne(hak_ss_base_of(ss), (uintptr_t)ss->base);
   ck_assert(!ss_is_block(ss, ss));
-  ck_assert(!ss_is_block(ss, (char *)ss + HAK_SS_DATA_START - hak_class_size(c)));
+  ck_assert_uint_ge((uintptr_t)blocks[0] - (uintptr_t)ss->base, HAK_SS_DATA_START);
   if (HAK_HARDENED) {
     ck_assert_uint_eq(hak_slab_index(ss, blocks[0]), 1);
   } else {
-    ck_assert_uint_lt((uintptr_t)blocks[0] - (uintptr_t)ss, HAK_PAGE_SIZE);
-    ck_assert_uint_eq(n, HAK_SLABS_PER_SS * hak_class_info[c].per_slab - hak_slab_first_block(0, c));
+    ck_assert_ptr_eq(blocks[0], ss->base);
+    ck_assert_uint_eq(n, HAK_SLABS_PER_SS * hak_class_info[c].per_slab);
   }
   /* Free all: the first free makes it roomy, the last makes it empty. */
   unsigned ev = backend_ss_free_local(ss, blocks[0]);
@@ -130,7 +132,7 @@ START_TEST(carve_whole_superslab_exact_counts)
   for (unsigned i = 0; i < n2; i++)
     backend_ss_free_local(ss, blocks[i]);
   backend_owner_retire(o); /* releases ss: empty → free tier, tag cleared */
-  ck_assert_uint_eq(registry_tag((char *)ss + 12345), 0);
+  ck_assert_uint_eq(registry_tag(ss->base + 12345), 0);
 }
 END_TEST
 
