@@ -243,16 +243,13 @@ static inline void link_check(hak_superslab_t *ss, unsigned s, const void *at, c
 }
 static inline void slab_randomize(hak_slab_t *sl) { (void)sl; }
 
-/* Plain builds carve a slab in this order: the blocks that start in the
- * header's page (slab 0 only: first..lead-1), then from the colour on
- * (sl->add blocks past lead) to the end, then wrapping around to lead.
- * k runs from first to capacity - 1, and so does the index. */
+/* Plain builds carve a slab from its colour on (sl->add blocks past
+ * first) to the end, then wrap around to first. k runs from first to
+ * capacity - 1, and so does the index. */
 static inline size_t carve_index(const hak_slab_t *sl, unsigned k)
 {
-  if (k < sl->lead)
-    return k;
   unsigned i = k + sl->add;
-  return i < sl->capacity ? i : i - (unsigned)(sl->capacity - sl->lead);
+  return i < sl->capacity ? i : i - (unsigned)(sl->capacity - sl->first);
 }
 #endif
 
@@ -262,12 +259,13 @@ static inline size_t carve_index(const hak_slab_t *sl, unsigned k)
  * (the L2's period is 64 KiB). Each SuperSlab's slabs start carving
  * further in instead, 19 cache lines more for each next SuperSlab
  * address, modulo 32 KiB, and wrap around. Measured (random mixed, 400
- * slots, interleaved minimum times): 10% faster; the cost is the header's
- * page, no longer shared with the first blocks (-Dcolour=false keeps it
- * shared). Hardened builds carve in a random order instead. */
+ * slots, interleaved, pinned): 10% faster. The cost is the part of the
+ * first page below the colour, half a page per SuperSlab on average
+ * (whole-page colours save it but lose most of the gain: the lines the
+ * classes use most then start at the same offsets of the L1's 4 KiB
+ * period). Hardened builds carve in a random order instead. */
 static void slab_colour(hak_superslab_t *ss, hak_slab_t *sl, unsigned bs)
 {
-  sl->lead = sl->first;
   sl->add = 0;
   if (HAK_HARDENED || !HAK_COLOUR || sl->capacity <= sl->first)
     return;

@@ -53,12 +53,12 @@ typedef struct hak_slab {
   uint16_t dirty;      /* pages touched since the slab was last decommitted */
   /* Hardened builds: the free list's links are encoded with this secret,
    * and carving visits block (mul * k + add) % capacity for k = 0, 1, ...
-   * Plain builds: carving takes first..lead-1, then starts add blocks
-   * past lead (the cache colour) and wraps around (superslab.c). */
+   * Plain builds: carving starts add blocks past first (the cache colour)
+   * and wraps around (superslab.c). */
   uint64_t secret;
   uint16_t mul, add;
-  uint16_t first;      /* first block index (slab 0: past the header) */
-  uint16_t lead;       /* plain builds: blocks carved before the colour */
+  uint16_t first;      /* first block index (hardened slab 0: none carved) */
+  uint16_t pad;
 } hak_slab_t;
 
 typedef struct hak_owner hak_owner_t;

@@ -234,7 +234,8 @@ START_TEST(hardened_carving_is_shuffled)
 }
 END_TEST
 
-START_TEST(hardened_guard_after_header)
+/* Hardened: the SuperSlab's first slab is a guard region (below the data). */
+START_TEST(hardened_guard_before_data)
 {
   char *p = hak_malloc(100);
   volatile char *guard = (char *)((uintptr_t)p & ~(uintptr_t)HAK_SS_MASK) + HAK_PAGE_SIZE;
@@ -269,7 +270,7 @@ int main(void)
     tcase_add_test_raise_signal(th, hardened_overwritten_link_aborts, SIGABRT);
     tcase_add_test_raise_signal(th, hardened_double_free_anywhere_aborts, SIGABRT);
     tcase_add_test(th, hardened_carving_is_shuffled);
-    tcase_add_test_raise_signal(th, hardened_guard_after_header, SIGSEGV);
+    tcase_add_test_raise_signal(th, hardened_guard_before_data, SIGSEGV);
     suite_add_tcase(s, th);
   }
   SRunner *sr = srunner_create(s);
