@@ -28,9 +28,9 @@
  * are PROT_NONE guards (slab 15 stops short of it), so an overflow off
  * either end of the data faults instead of reaching the next mapping.
  *
- * Headers (see superslab.h) come from an arena of 64 KiB chunks, recycled
- * through hdr_free_list under backend_lock, only once their SuperSlab is
- * unmapped (after registry_synchronize).
+ * Headers (see superslab.h) come from a pool of 64 KiB chunks, like the
+ * owners, and go back to it only once their SuperSlab is unmapped (after
+ * registry_synchronize).
  */
 #include "backend/superslab.h"
 #include "backend/os.h"
@@ -50,11 +50,8 @@ static hak_superslab_t *free_tier;
 static unsigned free_tier_len;
 static hak_superslab_t *retire_list;
 static unsigned retire_len;
-static hak_owner_t *owner_free_list;
 static pthread_mutex_t owners_lock = PTHREAD_MUTEX_INITIALIZER; /* the live list */
 static hak_owner_t *owners_live;
-static hak_owner_t *owner_arena;
-static size_t owner_arena_left;
 static _Atomic uint32_t next_tid = 1;
 
 static _Atomic uint64_t ss_mapped[HAK_NUM_CLASSES];
@@ -65,71 +62,75 @@ uint64_t backend_ss_mapped(unsigned c) { return atomic_load_explicit(&ss_mapped[
 uint64_t backend_ss_unmapped(unsigned c) { return atomic_load_explicit(&ss_unmapped[c], memory_order_relaxed); }
 uint64_t backend_ss_live(void) { return atomic_load_explicit(&ss_live, memory_order_relaxed); }
 
-/* ---- Headers -------------------------------------------------------------- */
+/* ---- Object pools --------------------------------------------------------
+ * Owners and SuperSlab headers: fixed-size objects carved from 64 KiB
+ * mappings that are never given back, recycled through a free list linked
+ * by each free object's first word. Under backend_lock. */
 
-#define HDR_CHUNK (64u * 1024u)
-static hak_superslab_t *hdr_free_list; /* under backend_lock, linked by free_next */
-static hak_superslab_t *hdr_arena;
-static size_t hdr_arena_left;
+#define POOL_CHUNK (64u * 1024u)
 
-/* A header for a new SuperSlab, or NULL when out of memory. */
-static hak_superslab_t *hdr_alloc(void)
+typedef struct obj_pool {
+  void  *free;
+  char  *next;   /* uncarved rest of the current chunk */
+  size_t left;   /* objects it still holds */
+  size_t size;
+} obj_pool_t;
+
+static obj_pool_t owner_pool = {.size = sizeof(hak_owner_t)};
+static obj_pool_t hdr_pool = {.size = sizeof(hak_superslab_t)};
+
+/* An object, or NULL when out of memory. */
+static void *pool_get(obj_pool_t *p)
 {
   pthread_mutex_lock(&backend_lock);
-  hak_superslab_t *h = hdr_free_list;
-  if (h) {
-    hdr_free_list = h->free_next;
+  void *o = p->free;
+  if (o) {
+    p->free = *(void **)o;
   } else {
-    if (hdr_arena_left == 0) {
-      void *m = mmap(NULL, HDR_CHUNK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p->left == 0) {
+      void *m = mmap(NULL, POOL_CHUNK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
       if (m == MAP_FAILED) {
         pthread_mutex_unlock(&backend_lock);
         return NULL;
       }
-      hdr_arena = m;
-      hdr_arena_left = HDR_CHUNK / sizeof(hak_superslab_t);
+      p->next = m;
+      p->left = POOL_CHUNK / p->size;
     }
-    h = hdr_arena++;
-    hdr_arena_left--;
+    o = p->next;
+    p->next += p->size;
+    p->left--;
   }
   pthread_mutex_unlock(&backend_lock);
-  return h;
+  return o;
 }
+
+static void pool_put(obj_pool_t *p, void *o)
+{
+  pthread_mutex_lock(&backend_lock);
+  *(void **)o = p->free;
+  p->free = o;
+  pthread_mutex_unlock(&backend_lock);
+}
+
+/* A header for a new SuperSlab (64-byte aligned: its size is a multiple of
+ * 64 and chunks are page-aligned), or NULL. */
+static hak_superslab_t *hdr_alloc(void) { return pool_get(&hdr_pool); }
+_Static_assert(sizeof(hak_superslab_t) % 64 == 0, "headers stay 64-byte aligned in a pool chunk");
 
 /* Recycle the header of an unmapped SuperSlab (after its grace period). */
 static void hdr_free(hak_superslab_t *h)
 {
   h->magic = 0;
-  h->base = NULL;
-  pthread_mutex_lock(&backend_lock);
-  h->free_next = hdr_free_list;
-  hdr_free_list = h;
-  pthread_mutex_unlock(&backend_lock);
+  pool_put(&hdr_pool, h);
 }
 
 /* ---- Owners ------------------------------------------------------------- */
 
 hak_owner_t *backend_owner_new(void)
 {
-  pthread_mutex_lock(&backend_lock);
-  hak_owner_t *o = owner_free_list;
-  if (o) {
-    owner_free_list = o->next_free;
-  } else {
-    if (owner_arena_left == 0) {
-      size_t chunk = 64 * 1024;
-      void *m = mmap(NULL, chunk, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-      if (m == MAP_FAILED) {
-        pthread_mutex_unlock(&backend_lock);
-        return NULL;
-      }
-      owner_arena = m;
-      owner_arena_left = chunk / sizeof(hak_owner_t);
-    }
-    o = owner_arena++;
-    owner_arena_left--;
-  }
-  pthread_mutex_unlock(&backend_lock);
+  hak_owner_t *o = pool_get(&owner_pool);
+  if (!o)
+    return NULL;
   memset(o, 0, sizeof *o);
   pthread_mutex_init(&o->lock, NULL);
   o->tid = atomic_fetch_add_explicit(&next_tid, 1, memory_order_relaxed);
@@ -159,10 +160,7 @@ void backend_owner_retire(hak_owner_t *o)
     backend_ss_release(o, o->owned);
   /* Every SuperSlab was released, and release empties the inbox of each, so
    * no pusher can still reach this owner. */
-  pthread_mutex_lock(&backend_lock);
-  o->next_free = owner_free_list;
-  owner_free_list = o;
-  pthread_mutex_unlock(&backend_lock);
+  pool_put(&owner_pool, o);
 }
 
 static void owner_link(hak_owner_t *o, hak_superslab_t *ss)
@@ -243,13 +241,12 @@ static inline void link_check(hak_superslab_t *ss, unsigned s, const void *at, c
 }
 static inline void slab_randomize(hak_slab_t *sl) { (void)sl; }
 
-/* Plain builds carve a slab from its colour on (sl->add blocks past
- * first) to the end, then wrap around to first. k runs from first to
- * capacity - 1, and so does the index. */
+/* Plain builds carve a slab from its colour on (block sl->add) to the
+ * end, then wrap around to block 0. */
 static inline size_t carve_index(const hak_slab_t *sl, unsigned k)
 {
   unsigned i = k + sl->add;
-  return i < sl->capacity ? i : i - (unsigned)(sl->capacity - sl->first);
+  return i < sl->capacity ? i : i - sl->capacity;
 }
 #endif
 
@@ -267,10 +264,10 @@ static inline size_t carve_index(const hak_slab_t *sl, unsigned k)
 static void slab_colour(hak_superslab_t *ss, hak_slab_t *sl, unsigned bs)
 {
   sl->add = 0;
-  if (HAK_HARDENED || !HAK_COLOUR || sl->capacity <= sl->first)
+  if (HAK_HARDENED || !HAK_COLOUR || sl->capacity == 0)
     return;
   size_t colour = (((uintptr_t)ss->base >> HAK_SS_SHIFT) * (19u * 64u)) & (32u * 1024u - 1u);
-  sl->add = (uint16_t)((colour + bs - 1) / bs % (unsigned)(sl->capacity - sl->first));
+  sl->add = (uint16_t)((colour + bs - 1) / bs % sl->capacity);
 }
 
 static void ss_init(hak_superslab_t *ss, unsigned cls)
@@ -297,13 +294,10 @@ static void ss_init(hak_superslab_t *ss, unsigned cls)
   atomic_store_explicit(&ss->notify, NOTIFY_ARMED, memory_order_relaxed);
   for (unsigned s = 0; s < HAK_SLABS_PER_SS; s++) {
     hak_slab_t *sl = &ss->slabs[s];
-    unsigned first = hak_slab_first_block(s, cls), end = hak_slab_end_block(s, cls);
-    if (end <= first)
-      first = end = 0; /* carves nothing */
+    unsigned end = hak_slab_blocks(s, cls);
     sl->free = NULL;
     sl->used = 0;
-    sl->first = (uint16_t)first;
-    sl->carved = (uint16_t)first;
+    sl->carved = 0;
     sl->dirty = 0;
     sl->capacity = (uint16_t)end;
     slab_colour(ss, sl, ci->size);
@@ -325,7 +319,7 @@ static inline void slab_reset_if_idle(hak_slab_t *sl)
 {
   if (sl->used == 0) {
     sl->free = NULL;
-    sl->carved = sl->first;
+    sl->carved = 0;
     slab_randomize(sl);
   }
 }
@@ -502,7 +496,7 @@ static size_t slab_decommit(hak_superslab_t *ss, unsigned s)
 {
   hak_slab_t *sl = &ss->slabs[s];
   sl->free = NULL;
-  sl->carved = sl->first;
+  sl->carved = 0;
   sl->dirty = SLAB_CLEAN;
   slab_randomize(sl);
   hak_os_decommit(slab_base(ss, s), HAK_SLAB_SIZE);

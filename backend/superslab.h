@@ -53,12 +53,11 @@ typedef struct hak_slab {
   uint16_t dirty;      /* pages touched since the slab was last decommitted */
   /* Hardened builds: the free list's links are encoded with this secret,
    * and carving visits block (mul * k + add) % capacity for k = 0, 1, ...
-   * Plain builds: carving starts add blocks past first (the cache colour)
-   * and wraps around (superslab.c). */
+   * Plain builds: carving starts add blocks in (the cache colour) and
+   * wraps around (superslab.c). */
   uint64_t secret;
   uint16_t mul, add;
-  uint16_t first;      /* first block index (hardened slab 0: none carved) */
-  uint16_t pad;
+  uint32_t pad;
 } hak_slab_t;
 
 typedef struct hak_owner hak_owner_t;
@@ -113,19 +112,12 @@ HAK_INLINE bool hak_ss_past_data_start(const void *p)
   return HAK_SS_DATA_START == 0 || ((uintptr_t)p & (HAK_SS_MASK & ~(HAK_SS_DATA_START - 1))) != 0;
 }
 
-/* Blocks of class cls before the first one slab s may carve. */
-HAK_INLINE unsigned hak_slab_first_block(unsigned s, unsigned cls)
-{
-  size_t bs = hak_class_size(cls);
-  return s == 0 ? (unsigned)((HAK_SS_DATA_START + bs - 1) / bs) : 0;
-}
-
-/* Block indexes slab s of class cls carves: first..end-1 (none when
- * end <= first). Hardened builds keep the SuperSlab's last page a guard. */
-HAK_INLINE unsigned hak_slab_end_block(unsigned s, unsigned cls)
+/* Blocks slab s of class cls carves (indexes 0..n-1). Hardened builds keep
+ * slab 0 and the SuperSlab's last page as guards. */
+HAK_INLINE unsigned hak_slab_blocks(unsigned s, unsigned cls)
 {
 #if HAK_HARDENED
-  if (s == 0) /* the header's slab */
+  if (s == 0) /* a guard */
     return 0;
   if (s == HAK_SLABS_PER_SS - 1)
     return (unsigned)((HAK_SLAB_SIZE - HAK_PAGE_SIZE) / hak_class_size(cls));
@@ -139,10 +131,8 @@ HAK_INLINE unsigned hak_slab_end_block(unsigned s, unsigned cls)
 HAK_INLINE unsigned hak_ss_capacity(unsigned cls)
 {
   unsigned n = 0;
-  for (unsigned s = HAK_SS_FIRST_SLAB; s < HAK_SLABS_PER_SS; s++) {
-    unsigned first = hak_slab_first_block(s, cls), end = hak_slab_end_block(s, cls);
-    n += end > first ? end - first : 0;
-  }
+  for (unsigned s = HAK_SS_FIRST_SLAB; s < HAK_SLABS_PER_SS; s++)
+    n += hak_slab_blocks(s, cls);
   return n;
 }
 
@@ -153,7 +143,6 @@ struct hak_owner {
   hak_superslab_t *pending;    /* owner-private: notified, not yet handed out */
   hak_superslab_t *owned;      /* every SuperSlab this owner holds */
   size_t owned_count;
-  hak_owner_t *next_free;
   hak_owner_t *live_next, *live_prev;  /* all live owners, under the owners lock */
   void *user;                          /* the box above's per-thread state */
   /* Held by the owner around every slow-path operation on its SuperSlabs,
