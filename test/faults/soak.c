@@ -120,6 +120,29 @@ static void fresh(slot_t *s, rng_t *r)
   my_live += (long long)n;
 }
 
+/* Slot s gets p (n bytes of pattern tag, already checked) reallocated to m
+ * bytes: the prefix the pattern covers — all of a block up to PAT_FULL_MAX,
+ * else its first 256 bytes — must come along; then a fresh pattern. what
+ * names the case in a failure. */
+static void realloc_into(slot_t *s, unsigned char *p, size_t n, uint64_t tag, size_t m, rng_t *r,
+                         const char *what)
+{
+  unsigned char *q = realloc(p, m);
+  if (!q)
+    fail("realloc(%zu) of %s failed", m, what);
+  size_t keep = n < m ? n : m, lim = n <= PAT_FULL_MAX ? 1024 : 256;
+  size_t off = pat_range_check(q, 0, keep < lim ? keep : lim, tag);
+  if (off != (size_t)-1)
+    fail("realloc(%zu -> %zu) of %s lost the contents at offset %zu", n, m, what, off);
+  if (malloc_usable_size(q) < m)
+    fail("malloc_usable_size after realloc of %s: %zu < %zu", what, malloc_usable_size(q), m);
+  my_live += (long long)m - (long long)n;
+  s->p = q;
+  s->n = m;
+  s->tag = rng_next(r);
+  pat_fill(q, m, s->tag);
+}
+
 static void *worker(void *arg)
 {
   unsigned id = (unsigned)(uintptr_t)arg;
@@ -150,23 +173,7 @@ static void *worker(void *arg)
         fresh(s, &r);
       } else if (op < 8) {
         check(s->p, s->n, s->tag, "realloc");
-        size_t m = pick_size(&r, s);
-        unsigned char *q = realloc(s->p, m);
-        if (!q)
-          fail("realloc(%zu) failed", m);
-        /* the prefix the pattern covers: all of a block up to
-         * PAT_FULL_MAX, else its first 256 bytes */
-        size_t keep = s->n < m ? s->n : m, lim = s->n <= PAT_FULL_MAX ? 1024 : 256;
-        size_t off = pat_range_check(q, 0, keep < lim ? keep : lim, s->tag);
-        if (off != (size_t)-1)
-          fail("realloc(%zu -> %zu) lost the contents at offset %zu", s->n, m, off);
-        if (malloc_usable_size(q) < m)
-          fail("malloc_usable_size after realloc: %zu < %zu", malloc_usable_size(q), m);
-        my_live += (long long)m - (long long)s->n;
-        s->p = q;
-        s->n = m;
-        s->tag = rng_next(&r);
-        pat_fill(q, m, s->tag);
+        realloc_into(s, s->p, s->n, s->tag, pick_size(&r, s), &r, "a slot's block");
       } else {
         check(s->p, s->n, s->tag, "hand-off");
         box_t *b = malloc(sizeof *b);
@@ -181,19 +188,7 @@ static void *worker(void *arg)
            * slot's budget, so that big blocks do not wander into small
            * slots and the bytes alive stay put. */
           check(old->p, old->n, old->tag, "taken over");
-          size_t m = pick_size(&r, s);
-          unsigned char *q = realloc(old->p, m);
-          if (!q)
-            fail("realloc(%zu) of a block taken over failed", m);
-          size_t keep = old->n < m ? old->n : m, lim = old->n <= PAT_FULL_MAX ? 1024 : 256;
-          size_t off = pat_range_check(q, 0, keep < lim ? keep : lim, old->tag);
-          if (off != (size_t)-1)
-            fail("realloc(%zu -> %zu) of a block taken over lost the contents at offset %zu", old->n, m, off);
-          my_live += (long long)m - (long long)old->n;
-          s->p = q;
-          s->n = m;
-          s->tag = rng_next(&r);
-          pat_fill(q, m, s->tag);
+          realloc_into(s, old->p, old->n, old->tag, pick_size(&r, s), &r, "a block taken over");
           free(old);
         } else {
           s->p = NULL;
