@@ -53,11 +53,12 @@ typedef struct hak_slab {
   uint16_t dirty;      /* pages touched since the slab was last decommitted */
   /* Hardened builds: the free list's links are encoded with this secret,
    * and carving visits block (mul * k + add) % capacity for k = 0, 1, ...
-   * Plain builds: carving starts add blocks in (the cache colour) and
-   * wraps around (superslab.c). */
+   * Plain builds: carving starts at block add (the first block of the
+   * cache colour's page) and at line bytes into every page (superslab.c). */
   uint64_t secret;
   uint16_t mul, add;
-  uint32_t pad;
+  uint16_t line;
+  uint16_t pad;
 } hak_slab_t;
 
 typedef struct hak_owner hak_owner_t;

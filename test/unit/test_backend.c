@@ -165,6 +165,16 @@ START_TEST(carving_visits_every_block_once)
     unsigned n = take_all(a, blocks + 1, 69999) + 1;
     blocks[0] = ha;
     ck_assert_uint_eq(n, a->capacity);
+    if (!HAK_HARDENED) { /* page by page: carving never goes back to a page it left */
+      static uint8_t seen[HAK_SS_SIZE / HAK_PAGE_SIZE];
+      memset(seen, 0, sizeof seen);
+      for (unsigned i = 0; i < n; i++) {
+        size_t page = ((uintptr_t)blocks[i] & HAK_SS_MASK) / HAK_PAGE_SIZE;
+        size_t prev = i ? ((uintptr_t)blocks[i - 1] & HAK_SS_MASK) / HAK_PAGE_SIZE : page;
+        ck_assert_msg(page == prev || !seen[page], "class %u: block %u goes back to page %zu", c, i, page);
+        seen[page] = 1;
+      }
+    }
     qsort(blocks, n, sizeof(void *), cmp_ptr);
     for (unsigned i = 0; i < n; i++) {
       ck_assert(ss_is_block(a, blocks[i]));
@@ -179,6 +189,41 @@ START_TEST(carving_visits_every_block_once)
     backend_ss_release(o, a);
     backend_ss_release(o, b);
   }
+  backend_owner_retire(o);
+}
+END_TEST
+
+/* Carving a fresh slab stops at the end of the page it is in, so a refill
+ * touches a new page only when the last one is used up. */
+START_TEST(carving_stops_at_page_end)
+{
+  hak_owner_t *o = backend_owner_new();
+  unsigned c = hak_class_of(48);
+  size_t bs = hak_class_size(c);
+  hak_superslab_t *ss = backend_ss_new(o, c);
+  ck_assert_ptr_nonnull(ss);
+  static void *blocks[8 * 1000];
+  unsigned total = 0;
+  for (unsigned round = 0; round < 8; round++) {
+    void *h, *t;
+    unsigned n = backend_ss_take(ss, 1000, &h, &t);
+    ck_assert_uint_ge(n, 1);
+    if (!HAK_HARDENED)
+      ck_assert_uint_le(n, HAK_PAGE_SIZE / bs + 1);
+    uintptr_t page = (uintptr_t)h / HAK_PAGE_SIZE;
+    for (unsigned i = 0; i < n; i++) {
+      ck_assert(ss_is_block(ss, h));
+      if (!HAK_HARDENED)
+        ck_assert_uint_eq((uintptr_t)h / HAK_PAGE_SIZE, page);
+      blocks[total++] = h;
+      h = i + 1 < n ? *(void **)h : NULL;
+    }
+  }
+  ck_assert_uint_eq(ss->used, total);
+  for (unsigned i = 0; i < total; i++)
+    backend_ss_free_local(ss, blocks[i]);
+  ck_assert_uint_eq(ss->used, 0);
+  backend_ss_release(o, ss);
   backend_owner_retire(o);
 }
 END_TEST
@@ -305,6 +350,7 @@ int main(void)
   TCase *ts = tcase_create("superslab");
   tcase_add_test(ts, carve_whole_superslab_exact_counts);
   tcase_add_test(ts, carving_visits_every_block_once);
+  tcase_add_test(ts, carving_stops_at_page_end);
   tcase_add_test(ts, release_adopt_and_remote_free);
   tcase_add_test(ts, remote_frees_come_back);
   suite_add_tcase(s, ts);

@@ -32,13 +32,13 @@ static unsigned take(unsigned c, void **out, unsigned n, unsigned batch)
     unsigned k = warm_pool_refill(c, batch, &h, &t);
     if (k == 0)
       return got;
-    for (unsigned i = 0; i < k && got < n; i++) {
+    unsigned i = 0;
+    for (; i < k && got < n; i++) {
       out[got++] = h;
       h = *(void **)h;
     }
-    /* blocks beyond n (if any) are returned at once */
-    if (got == n && k)
-      break;
+    if (i < k) /* blocks beyond n go back at once */
+      warm_pool_return(c, h, k - i);
   }
   return got;
 }
