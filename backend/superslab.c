@@ -43,10 +43,20 @@
 
 enum { NOTIFY_ARMED = 0, NOTIFY_NOTIFYING = 1, NOTIFY_NOTIFIED = 2, NOTIFY_NEVER = 3 };
 
-#define FREE_TIER_MAX 8u     /* empty SuperSlabs kept (decommitted) for reuse */
+#define FREE_TIER_MAX 64u    /* empty SuperSlabs kept (decommitted) for reuse */
 #define RETIRE_BATCH  8u     /* unmap after one grace period for this many */
 
 static pthread_mutex_t backend_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Fresh SuperSlabs come from a reservation: one mapping of several
+ * (MAP_NORESERVE, untouched until carved) handed out in address order.
+ * Each mapping call, and each munmap that trims it to alignment, stops
+ * every CPU running the process for a TLB flush; a reservation pays that
+ * once for many SuperSlabs. Reservations start at RESERVE_MIN SuperSlabs
+ * and double up to RESERVE_MAX, so a small process reserves little. */
+#define RESERVE_MIN 4u
+#define RESERVE_MAX 32u
+static char *reserve_next, *reserve_end;
+static unsigned reserve_size = RESERVE_MIN;
 static hak_superslab_t *free_tier;
 static unsigned free_tier_len;
 static hak_superslab_t *retire_list;
@@ -542,8 +552,56 @@ static void ss_to_free_tier(hak_superslab_t *ss)
   unmap_retired(to_unmap);
 }
 
+/* A fresh SuperSlab-sized mapping, aligned to its size; NULL when the
+ * system refuses even one. */
+static char *ss_map_fresh(void)
+{
+  pthread_mutex_lock(&backend_lock);
+  for (;;) {
+    if (reserve_next != reserve_end) {
+      char *base = reserve_next;
+      reserve_next += HAK_SS_SIZE;
+      pthread_mutex_unlock(&backend_lock);
+      return base;
+    }
+    unsigned n = reserve_size;
+    pthread_mutex_unlock(&backend_lock);
+    char *m = hak_os_map_aligned((size_t)n * HAK_SS_SIZE, HAK_SS_SIZE);
+    if (!m && n > 1) { /* address space is short: one at a time */
+      n = 1;
+      m = hak_os_map_aligned(HAK_SS_SIZE, HAK_SS_SIZE);
+    }
+    if (!m)
+      return NULL;
+    pthread_mutex_lock(&backend_lock);
+    if (reserve_next != reserve_end) { /* another thread refilled meanwhile */
+      pthread_mutex_unlock(&backend_lock);
+      hak_os_unmap(m, (size_t)n * HAK_SS_SIZE);
+      pthread_mutex_lock(&backend_lock);
+      continue;
+    }
+    reserve_next = m;
+    reserve_end = m + (size_t)n * HAK_SS_SIZE;
+    if (n > 1 && reserve_size < RESERVE_MAX)
+      reserve_size *= 2;
+  }
+}
+
+/* Give back the untouched rest of the reservation. */
+static void reserve_release(void)
+{
+  pthread_mutex_lock(&backend_lock);
+  char *rest = reserve_next;
+  size_t len = (size_t)(reserve_end - reserve_next);
+  reserve_next = reserve_end = NULL;
+  reserve_size = RESERVE_MIN;
+  pthread_mutex_unlock(&backend_lock);
+  hak_os_unmap(rest, len);
+}
+
 size_t backend_trim(void)
 {
+  reserve_release();
   pthread_mutex_lock(&backend_lock);
   hak_superslab_t *list = retire_list;
   size_t n = retire_len + free_tier_len;
@@ -614,7 +672,7 @@ hak_superslab_t *backend_ss_new(hak_owner_t *o, unsigned cls)
   }
   pthread_mutex_unlock(&backend_lock);
   if (!ss) {
-    char *base = hak_os_map_aligned(HAK_SS_SIZE, HAK_SS_SIZE);
+    char *base = ss_map_fresh();
     if (!base)
       return NULL;
     ss = hdr_alloc();

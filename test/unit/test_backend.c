@@ -228,6 +228,27 @@ START_TEST(carving_stops_at_page_end)
 }
 END_TEST
 
+/* Fresh SuperSlabs come from one reservation: with the free tier and the
+ * reservation emptied by a trim, the next ones are mapped side by side. */
+START_TEST(fresh_superslabs_share_a_reservation)
+{
+  hak_owner_t *o = backend_owner_new();
+  unsigned c = hak_class_of(64);
+  backend_trim();
+  hak_superslab_t *ss[3];
+  for (unsigned i = 0; i < 3; i++) {
+    ss[i] = backend_ss_new(o, c);
+    ck_assert_ptr_nonnull(ss[i]);
+  }
+  ck_assert_ptr_eq(ss[1]->base, ss[0]->base + HAK_SS_SIZE);
+  ck_assert_ptr_eq(ss[2]->base, ss[1]->base + HAK_SS_SIZE);
+  for (unsigned i = 0; i < 3; i++)
+    backend_ss_release(o, ss[i]);
+  backend_trim();
+  backend_owner_retire(o);
+}
+END_TEST
+
 START_TEST(release_adopt_and_remote_free)
 {
   hak_owner_t *a = backend_owner_new(), *b = backend_owner_new();
@@ -351,6 +372,7 @@ int main(void)
   tcase_add_test(ts, carve_whole_superslab_exact_counts);
   tcase_add_test(ts, carving_visits_every_block_once);
   tcase_add_test(ts, carving_stops_at_page_end);
+  tcase_add_test(ts, fresh_superslabs_share_a_reservation);
   tcase_add_test(ts, release_adopt_and_remote_free);
   tcase_add_test(ts, remote_frees_come_back);
   suite_add_tcase(s, ts);
