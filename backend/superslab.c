@@ -43,7 +43,7 @@
 
 enum { NOTIFY_ARMED = 0, NOTIFY_NOTIFYING = 1, NOTIFY_NOTIFIED = 2, NOTIFY_NEVER = 3 };
 
-#define FREE_TIER_MAX 64u    /* empty SuperSlabs kept (decommitted) for reuse */
+#define FREE_TIER_MAX 8u     /* empty SuperSlabs kept (decommitted) for reuse */
 #define RETIRE_BATCH  8u     /* unmap after one grace period for this many */
 
 static pthread_mutex_t backend_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -275,7 +275,9 @@ static inline void slab_randomize(hak_slab_t *sl) { (void)sl; }
 /* Plain builds carve page by page: from the colour's page (block sl->add
  * is the first block that starts in it) to the slab's end, then from block
  * 0. Within each page carving starts at the colour's line (the first block
- * at or past sl->line bytes into the page), wraps to the page's first block,
+ * at or past sl->line bytes into the page, counted round the blocks that
+ * end in the page, so that close colours pick different blocks), wraps to
+ * the page's first block,
  * and takes the block that runs over into the next page last. A page is
  * then full before the next one is touched. The cursor keeps the blocks
  * that start in the current page, [lo, hi), those of them that end in it,
@@ -295,8 +297,9 @@ static inline void carve_seek(const hak_slab_t *sl, size_t bs, unsigned k, carve
   size_t in_hi = (page + HAK_PAGE_SIZE) / bs;
   hi = hi < cap ? hi : cap;
   in_hi = in_hi < hi ? in_hi : hi;
-  size_t start = (page + sl->line + bs - 1) / bs;
-  start = start < in_hi ? start : lo;
+  size_t start = lo; /* the first block at or past the line, counted round the page's whole blocks */
+  if (in_hi > lo)
+    start = lo + ((page + sl->line + bs - 1) / bs - lo) % (in_hi - lo);
   size_t i = start + (j - lo);
   cp->k = k;
   cp->idx = (unsigned)(j >= in_hi ? j : i < in_hi ? i : i - (in_hi - lo));
