@@ -208,8 +208,10 @@ int main(int argc, char **argv)
          mib(rss_end), threads, mib(rss_bound(rss1)));
   if (have_stats) {
     /* Between thread 1,000 and the end the working set is the same: a
-     * few SuperSlabs of difference are timing, a steady climb is a leak. */
-    if (ss_end > ss1 + 16)
+     * few dozen SuperSlabs of difference are timing (which classes the
+     * shared slots happen to pin when the count is taken: 60 runs on a
+     * 2-CPU machine moved by -22..+26), a steady climb is a leak. */
+    if (ss_end > ss1 + 32)
       fail("SuperSlabs alive grew from %lld after %ld threads to %lld after %ld", ss1, mark, ss_end, threads);
     /* Everything freed and trimmed: only what the main thread had. The
      * slack covers SuperSlabs the main thread's own frees of the shared
