@@ -790,9 +790,20 @@ static bool collect_ownerless(hak_superslab_t *ss)
     registry_index_unlock(cls);
     return false;
   }
+  /* Someone else drained it meanwhile (an adopter, its releaser, another
+   * pusher) and it went to the free tier, or has even been set up again:
+   * the blocks this pusher added went with that drain, since a SuperSlab
+   * is freed only once all of its blocks are back. Only an ownerless
+   * SuperSlab of this class, released and not yet freed, is collected
+   * here; freeing it twice would hand it out twice. */
+  if (ss->tier != HAK_TIER_DRAINING || ss->cls != cls) {
+    registry_index_unlock(cls);
+    return true;
+  }
   backend_ss_drain(ss);
   if (ss->used == 0) {
     registry_index_remove(cls, &ss->index_link);
+    ss->tier = HAK_TIER_FREE; /* under the lock: a late pusher sees it */
     registry_index_unlock(cls);
     ss_to_free_tier(ss);
     return true;
@@ -821,6 +832,13 @@ void backend_remote_free(hak_superslab_t *ss, void *head, void *tail)
       if (!atomic_compare_exchange_strong(&ss->notify, &st, NOTIFY_NOTIFYING))
         continue;
       hak_owner_t *o = atomic_load_explicit(&ss->owner, memory_order_seq_cst);
+      if (o == NULL) {
+        /* Armed without an owner: it was freed and is being set up again
+         * (ss_init arms it before the owner is stored). Whoever freed it
+         * had drained this pusher's blocks first. */
+        atomic_store_explicit(&ss->notify, NOTIFY_ARMED, memory_order_seq_cst);
+        return;
+      }
       /* NOTIFIED before the push: once the owner can see ss on its inbox it
        * may re-arm it at any time, and a late NOTIFIED would then stick on
        * a SuperSlab no inbox holds. A releasing owner that sees NOTIFIED
@@ -866,6 +884,7 @@ void backend_ss_release(hak_owner_t *o, hak_superslab_t *ss)
   atomic_store_explicit(&ss->owner, NULL, memory_order_seq_cst);
   backend_ss_drain(ss);
   if (ss->used == 0) {
+    ss->tier = HAK_TIER_FREE; /* under the lock: a late pusher sees it (collect_ownerless) */
     registry_index_unlock(cls);
     ss_to_free_tier(ss);
     return;
