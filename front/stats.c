@@ -146,11 +146,9 @@ typedef struct outbuf {
 
 static void out_str(outbuf_t *o, const char *s)
 {
-  size_t l = strlen(s);
-  if (o->len + l > o->cap)
-    l = o->cap - o->len;
-  memcpy(o->p + o->len, s, l);
-  o->len += l;
+  size_t room = o->cap - o->len; /* len never passes cap */
+  for (; *s && room; s++, room--)
+    o->p[o->len++] = *s;
 }
 
 static void out_u64(outbuf_t *o, unsigned long long v)
