@@ -197,6 +197,40 @@ HAK_INLINE bool ss_has_remote(hak_superslab_t *ss)
  * caller does not own. */
 void backend_remote_free(hak_superslab_t *ss, void *head, void *tail) HAK_INTERNAL;
 
+/* Building a chain for backend_remote_free block by block. Plain builds
+ * also leave in each block's second word a prefetch hint: the block
+ * HAK_REMOTE_AHEAD places further down the chain, or NULL. The owner's
+ * drain reads the chain one link at a time, and the blocks' lines are
+ * usually in the freeing thread's cache, so each link is a miss on the
+ * critical path; the hint lets the drain start the next misses early.
+ * The hint is only advice: any value in it is safe. Hardened builds keep
+ * their double-free canary in that word and write no hint. */
+#define HAK_REMOTE_AHEAD 4u
+typedef struct hak_remote_chain {
+  void *head, *tail;
+  unsigned n;
+#if !HAK_HARDENED
+  void *behind[HAK_REMOTE_AHEAD]; /* the last blocks added, by n % AHEAD */
+#endif
+} hak_remote_chain_t;
+
+HAK_INLINE void remote_chain_add(hak_remote_chain_t *c, void *b)
+{
+  if (c->n == 0)
+    c->head = b;
+  else
+    *(void **)c->tail = b;
+  c->tail = b;
+#if !HAK_HARDENED
+  void **slot = &c->behind[c->n % HAK_REMOTE_AHEAD];
+  ((void **)b)[1] = NULL;
+  if (c->n >= HAK_REMOTE_AHEAD)
+    ((void **)*slot)[1] = b;
+  *slot = b;
+#endif
+  c->n++;
+}
+
 /* Owner only: SuperSlabs that got remote frees since the owner last looked,
  * as a list linked by pend_next. Each is re-armed and drained; the caller
  * decides where it goes (it may release some while walking: read pend_next

@@ -310,12 +310,13 @@ void warm_pool_return(unsigned cls, void *head, unsigned n)
 static void return_locked(unsigned cls, void *head, unsigned n)
 {
   hak_owner_t *me = wp_tls.owner;
-  void *run_head = NULL, *run_tail = NULL;
+  hak_remote_chain_t run;
   hak_superslab_t *run_ss = NULL;
   unsigned remote = 0;
   void *b = head;
   uintptr_t last_base = 0;
   hak_superslab_t *last_ss = NULL;
+  run.n = 0;
   for (unsigned i = 0; i < n; i++) {
     void *next = *(void **)b;
     /* blocks of one SuperSlab mostly come together: one lookup per run */
@@ -335,22 +336,18 @@ static void return_locked(unsigned cls, void *head, unsigned n)
         }
       }
     } else {
-      if (ss != run_ss && run_ss) {
-        backend_remote_free(run_ss, run_head, run_tail);
-        run_head = NULL;
+      if (ss != run_ss && run.n) {
+        backend_remote_free(run_ss, run.head, run.tail);
+        run.n = 0;
       }
-      if (!run_head)
-        run_head = b;
-      else
-        *(void **)run_tail = b;
-      run_tail = b;
+      remote_chain_add(&run, b);
       run_ss = ss;
       remote++;
     }
     b = next;
   }
-  if (run_head)
-    backend_remote_free(run_ss, run_head, run_tail);
+  if (run.n)
+    backend_remote_free(run_ss, run.head, run.tail);
   if (remote)
     HAK_STAT_ADD(cls, remote_frees, remote);
 }

@@ -290,6 +290,50 @@ START_TEST(release_adopt_and_remote_free)
 }
 END_TEST
 
+/* A chain built for a remote free: linked in the order added; plain builds
+ * leave in each block's second word the block HAK_REMOTE_AHEAD places on
+ * (NULL near the end), hardened ones leave that word (the canary) alone.
+ * The owner's drain takes the whole chain back. */
+START_TEST(remote_chain_links_and_hints)
+{
+  hak_owner_t *o = backend_owner_new();
+  unsigned c = hak_class_of(48);
+  hak_superslab_t *ss = backend_ss_new(o, c);
+  enum { N = 13 };
+  void *blk[N];
+  void *h, *t;
+  ck_assert_uint_eq(backend_ss_take(ss, N, &h, &t), N);
+  for (unsigned i = 0; i < N; i++, h = *(void **)h) {
+    blk[i] = h;
+    ((uintptr_t *)h)[1] = 0x5eed + i;
+  }
+  hak_remote_chain_t chain;
+  chain.n = 0;
+  for (unsigned i = 0; i < N; i++)
+    remote_chain_add(&chain, blk[N - 1 - i]); /* backwards: not carving order */
+  ck_assert_uint_eq(chain.n, N);
+  ck_assert_ptr_eq(chain.head, blk[N - 1]);
+  ck_assert_ptr_eq(chain.tail, blk[0]);
+  for (unsigned i = 0; i < N; i++) {
+    void *b = blk[N - 1 - i];
+    if (i + 1 < N)
+      ck_assert_ptr_eq(*(void **)b, blk[N - 2 - i]);
+    uintptr_t hint = ((uintptr_t *)b)[1];
+    if (HAK_HARDENED)
+      ck_assert_uint_eq(hint, 0x5eed + (N - 1 - i));
+    else if (i + HAK_REMOTE_AHEAD < N)
+      ck_assert_ptr_eq((void *)hint, blk[N - 1 - i - HAK_REMOTE_AHEAD]);
+    else
+      ck_assert_uint_eq(hint, 0);
+  }
+  backend_remote_free(ss, chain.head, chain.tail);
+  ck_assert_uint_eq(ss->used, N);
+  ck_assert_uint_eq(backend_ss_drain(ss), N);
+  ck_assert_uint_eq(ss->used, 0);
+  backend_owner_retire(o);
+}
+END_TEST
+
 /* Producer/consumer at the backend level: every block freed remotely comes
  * back to its owner through the inbox, so the owner maps nothing new. */
 static void *remote_freer(void *arg)
@@ -377,6 +421,7 @@ int main(void)
   tcase_add_test(ts, carving_stops_at_page_end);
   tcase_add_test(ts, fresh_superslabs_share_a_reservation);
   tcase_add_test(ts, release_adopt_and_remote_free);
+  tcase_add_test(ts, remote_chain_links_and_hints);
   tcase_add_test(ts, remote_frees_come_back);
   suite_add_tcase(s, ts);
   TCase *tl = tcase_create("large");
