@@ -30,11 +30,13 @@ static inline int32_t uc_limit_max(unsigned c)
 #endif
 }
 
-/* A sink's bin shrinks no lower than this: an eighth of the most (at most
- * 4 KiB of blocks), 4 blocks or more, so a flush still moves a batch. */
+/* A sink's bin shrinks no lower than this: a quarter of the most (at most
+ * 4 KiB of blocks), 4 blocks or more, so a flush still moves a batch. An
+ * eighth held less but made the remote chains of a consumer short, and its
+ * blocks' owner then drains them a miss at a time (cross_thread). */
 static inline int32_t uc_limit_min(unsigned c)
 {
-  int32_t n = uc_limit_max(c) / 8;
+  int32_t n = uc_limit_max(c) / 4;
   return n < 4 ? (uc_limit_max(c) < 4 ? uc_limit_max(c) : 4) : n;
 }
 

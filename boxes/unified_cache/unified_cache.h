@@ -12,7 +12,7 @@
  *
  * Refill and flush move blocks in batches to and from the warm pool. Each
  * bin's limit adapts: a bin that only overflows (its thread frees blocks it
- * does not allocate again) shrinks to an eighth, and grows back as soon as
+ * does not allocate again) shrinks to a quarter, and grows back as soon as
  * it drains after a flush (see unified_cache.c).
  *
  * Hardened builds: links are stored as next ^ key ^ (address >> 4) with a

@@ -108,7 +108,7 @@ START_TEST(double_free_probe)
 END_TEST
 
 /* A bin its thread only frees into (a consumer of other threads' blocks)
- * shrinks to an eighth of its limit; drained again, it gets it back. */
+ * shrinks to a quarter of its limit; drained again, it gets it back. */
 START_TEST(sink_bin_shrinks_then_grows_back)
 {
   uc_thread_init();
@@ -135,8 +135,8 @@ START_TEST(sink_bin_shrinks_then_grows_back)
     unsigned l = bin_len(c);
     most = i >= N / 2 && l > most ? l : most;
   }
-  ck_assert_uint_eq(uc_bin_limit(c), max / 8);
-  ck_assert_uint_le(most, max / 8); /* the second half never held more */
+  ck_assert_uint_eq(uc_bin_limit(c), max / 4);
+  ck_assert_uint_le(most, max / 4); /* the second half never held more */
   /* The thread allocates again: the first refill after the flushes gives
    * the bin its whole limit back. */
   unsigned n = uc_bin_limit(c) + 1;
