@@ -199,7 +199,8 @@ void backend_remote_free(hak_superslab_t *ss, void *head, void *tail) HAK_INTERN
 
 /* Building a chain for backend_remote_free block by block. Plain builds
  * also leave in each block's second word a prefetch hint: the block
- * HAK_REMOTE_AHEAD places further down the chain, or NULL. The owner's
+ * HAK_REMOTE_AHEAD places further down the chain, or NULL (every block has
+ * two words: class sizes are multiples of 16 bytes). The owner's
  * drain reads the chain one link at a time, and the blocks' lines are
  * usually in the freeing thread's cache, so each link is a miss on the
  * critical path; the hint lets the drain start the next misses early.
