@@ -90,7 +90,7 @@ static HAK_NOINLINE void *alloc_refill_tiny(size_t n)
   return alloc_refill(hak_class_of_tiny(n));
 }
 
-HAK_EXPORT void *hak_malloc(size_t n)
+HAK_HOT_EXPORT void *hak_malloc(size_t n)
 {
   if (hak_likely(n <= HAK_TINY_MAX)) {
     void *p = uc_pop(hak_class_of_tiny(n));
@@ -171,9 +171,9 @@ HAK_INLINE void free_named(void *p, const char *fn)
   free_slow(p, fn);
 }
 
-HAK_EXPORT void hak_free(void *p) { free_named(p, "free"); }
+HAK_HOT_EXPORT void hak_free(void *p) { free_named(p, "free"); }
 
-HAK_EXPORT void hak_free_sized(void *p, size_t size)
+HAK_HOT_EXPORT void hak_free_sized(void *p, size_t size)
 {
   (void)size;
   free_named(p, "free_sized");
@@ -188,7 +188,7 @@ HAK_EXPORT void hak_free_aligned_sized(void *p, size_t alignment, size_t size)
 
 /* ---- calloc, realloc ------------------------------------------------------ */
 
-HAK_EXPORT void *hak_calloc(size_t nmemb, size_t size)
+HAK_HOT_EXPORT void *hak_calloc(size_t nmemb, size_t size)
 {
   size_t n;
   if (hak_unlikely(__builtin_mul_overflow(nmemb, size, &n) || n > HAK_MAX_REQUEST)) {
@@ -219,7 +219,7 @@ static size_t usable_of(void *p, const char *fn)
   }
 }
 
-HAK_EXPORT void *hak_realloc(void *p, size_t n)
+HAK_HOT_EXPORT void *hak_realloc(void *p, size_t n)
 {
   if (p == NULL)
     return hak_malloc(n);
