@@ -4,6 +4,7 @@
 #include "boxes/unified_cache/unified_cache.h"
 #include "boxes/warm_pool/warm_pool.h"
 #include "backend/size_class.h"
+#include "hak/stats.h"
 #include "hakmem.h"
 
 #include <check.h>
@@ -44,6 +45,42 @@ START_TEST(refill_then_hits)
     ck_assert_uint_eq(bin_len(c), 0);
   }
   uc_thread_exit();
+}
+END_TEST
+
+/* Every pop that hits is counted once in bin c's uc_hits, across refills,
+ * flushes and limit changes (each moves the fill counters) and any number
+ * of folds. */
+START_TEST(hits_counted_exactly_across_slow_paths)
+{
+#if HAK_STATS && HAK_UNIFIED_CACHE
+  uc_thread_init();
+  const unsigned c = hak_class_of(48);
+  enum { N = 700 };
+  static void *blocks[N]; /* no malloc between the counted pops */
+  uc_drain_all();
+  uc_fold_stats();
+  const uint64_t h0 = hak_tls_stats->cls[c].v[HAK_STAT_uc_hits];
+  uint64_t hits = 0;
+  for (unsigned round = 0; round < 3; round++) {
+    for (unsigned i = 0; i < N; i++) {
+      blocks[i] = uc_pop(c);
+      if (blocks[i])
+        hits++;
+      else
+        blocks[i] = uc_refill(c);
+      if (i % 97 == 0)
+        uc_fold_stats();
+    }
+    for (unsigned i = 0; i < N; i++)
+      uc_push(c, blocks[i]); /* overflows: flushes, and the bin may shrink */
+  }
+  uc_fold_stats();
+  const uint64_t h1 = hak_tls_stats->cls[c].v[HAK_STAT_uc_hits];
+  ck_assert_uint_gt(hits, 2 * N / 2); /* the second and third rounds mostly hit */
+  ck_assert_uint_eq(h1 - h0, hits);
+  uc_thread_exit();
+#endif
 }
 END_TEST
 
@@ -160,6 +197,7 @@ int main(void)
   Suite *s = suite_create("unified_cache");
   TCase *tc = tcase_create("cache");
   tcase_add_test(tc, refill_then_hits);
+  tcase_add_test(tc, hits_counted_exactly_across_slow_paths);
   tcase_add_test(tc, flush_keeps_fill_bounded);
   tcase_add_test(tc, push_after_exit_passes_through);
   tcase_add_test(tc, double_free_probe);
