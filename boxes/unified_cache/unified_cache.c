@@ -18,12 +18,18 @@ void uc_set_thread_setup(void (*setup)(void)) { uc_thread_setup_hook = setup; }
 
 enum { UC_NEW = 0, UC_LIVE = 1, UC_GONE = 2 };
 
-/* How many blocks a bin may hold at most: about 16 KiB worth, 4..256. */
+/* How many blocks a bin may hold at most: about 16 KiB worth, at most 256,
+ * and at least 24 for the classes served by the table (up to 1 KiB), 4 for
+ * the larger ones. A bin's fill swings by half its limit between a refill
+ * and a flush; at 16 blocks (1 KiB) that swing was so short that random
+ * mixed took a slow path every ~100 operations of its 576..1024 B classes. */
 static inline int32_t uc_limit_max(unsigned c)
 {
 #if HAK_UNIFIED_CACHE
-  uint32_t n = (uint32_t)(16384u / hak_class_size(c));
-  return (int32_t)(n < 4 ? 4 : n > 256 ? 256 : n);
+  const uint32_t size = (uint32_t)hak_class_size(c);
+  const uint32_t least = size <= HAK_TINY_MAX ? 24u : 4u;
+  const uint32_t n = 16384u / size;
+  return (int32_t)(n < least ? least : n > 256 ? 256 : n);
 #else
   (void)c;
   return 0;

@@ -84,6 +84,33 @@ START_TEST(hits_counted_exactly_across_slow_paths)
 }
 END_TEST
 
+/* A fresh bin's limit: about 16 KiB of blocks, at most 256, at least 24
+ * for the classes up to 1 KiB and 4 above. */
+START_TEST(limits_follow_the_byte_budget)
+{
+  uc_thread_init();
+  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+    const unsigned size = (unsigned)hak_class_size(c), lim = uc_bin_limit(c);
+    if (!HAK_UNIFIED_CACHE) {
+      ck_assert_uint_eq(lim, 0);
+      continue;
+    }
+    const unsigned least = size <= HAK_TINY_MAX ? 24 : 4;
+    ck_assert_uint_ge(lim, least);
+    ck_assert_uint_le(lim, 256);
+    if (lim > least)
+      ck_assert_uint_le(lim * size, 16384);
+    if (lim < 256)
+      ck_assert_uint_gt((lim + 1) * size, 16384);
+  }
+  if (HAK_UNIFIED_CACHE) {
+    ck_assert_uint_eq(uc_bin_limit(hak_class_of(1024)), 24);
+    ck_assert_uint_eq(uc_bin_limit(hak_class_of(64)), 256);
+  }
+  uc_thread_exit();
+}
+END_TEST
+
 START_TEST(flush_keeps_fill_bounded)
 {
   uc_thread_init();
@@ -198,6 +225,7 @@ int main(void)
   TCase *tc = tcase_create("cache");
   tcase_add_test(tc, refill_then_hits);
   tcase_add_test(tc, hits_counted_exactly_across_slow_paths);
+  tcase_add_test(tc, limits_follow_the_byte_budget);
   tcase_add_test(tc, flush_keeps_fill_bounded);
   tcase_add_test(tc, push_after_exit_passes_through);
   tcase_add_test(tc, double_free_probe);
