@@ -5,10 +5,11 @@
  *
  * Fill tracking: avail is how many more blocks the bin may take before it
  * is over its limit (limit - fill). A pop adds one, a push takes one and
- * flushes when it goes negative. With statistics, a pop also counts itself
- * in pops, the cache's hit counter, folded into the statistics on the slow
- * path. A thread's bins start zeroed — an empty sentinel: the first pop
- * misses and the first push overflows, and the slow path sets the thread up.
+ * flushes when it goes negative. With statistics, a push also counts itself
+ * in pushes; the slow path derives the hits (pops) from avail and pushes
+ * (see unified_cache.c), so malloc's path does one add. A thread's bins
+ * start zeroed — an empty sentinel: the first pop misses and the first push
+ * overflows, and the slow path sets the thread up.
  *
  * Refill and flush move blocks in batches to and from the warm pool. Each
  * bin's limit adapts: a bin that only overflows (its thread frees blocks it
@@ -33,7 +34,7 @@
 typedef struct uc_bin {
   void    *head;
   int32_t  avail;
-  uint32_t pops;
+  uint32_t pushes; /* with statistics: blocks pushed (wrapping) */
 } uc_bin_t;
 
 /* Indexed by class + 1 (entry 0 is never used): the free path gets class + 1
@@ -73,9 +74,6 @@ HAK_INLINE void *uc_pop(unsigned c)
 #endif
     b->head = next;
     b->avail++;
-#if HAK_STATS
-    b->pops++;
-#endif
   }
   return p;
 #else
@@ -110,6 +108,9 @@ HAK_INLINE void uc_push1(uintptr_t c1, void *p)
 #endif
   *(void **)p = uc_link(p, h);
   b->head = p;
+#if HAK_STATS
+  b->pushes++;
+#endif
   if (hak_unlikely(--b->avail < 0))
     uc_flush(c);
 #else
