@@ -289,6 +289,7 @@ static void realloc_block(struct blk *b, uint64_t *s, int self, struct counts *c
 {
   check_block(b, "realloc (before)");
   struct blk old = *b;
+  const uint64_t old_key = key_of(&old); /* from the old address, before it is freed */
   size_t n = rnd(s) % 4 == 0 ? b->size + rnd(s) % 64 : random_size(s); /* some in place */
   errno = 0;
   void *np = realloc(b->p, n);
@@ -299,9 +300,11 @@ static void realloc_block(struct blk *b, uint64_t *s, int self, struct counts *c
   b->how = HOW_REALLOC;
   b->owner = self;
   check_new(b, "realloc");
-  /* The old contents up to the smaller size, with the old block's pattern. */
+  /* The old contents up to the smaller size, with the old block's pattern
+   * (reported at the new address: the old one is no longer a pointer). */
   size_t keep = old.size < n ? old.size : n;
-  for_each_range(b->p, old.usable, keep, key_of(&old), check_range, &old,
+  old.p = np;
+  for_each_range(b->p, old.usable, keep, old_key, check_range, &old,
                  "realloc (kept prefix)");
   b->seed = rnd(s);
   fill_block(b);
