@@ -98,20 +98,27 @@ static inline int32_t bin_fill(unsigned c)
 /* The hit counter. Between two rebases only pops (+1) and pushes (-1) move
  * avail, so the pops since the last fold are the growth of avail plus the
  * pushes since then. The fast path counts pushes, not pops: the count stays
- * off malloc's path (tiny_hot: ~9% faster than counting pops), free pays
- * one add. */
+ * off malloc's path (tiny_hot, pinned: 3-9% faster than counting pops),
+ * free pays one add. */
 static __thread int32_t uc_avail_folded[HAK_NUM_CLASSES];
 static __thread uint32_t uc_pushes_folded[HAK_NUM_CLASSES];
+
+/* Start counting bin c's hits afresh from its counters as they are. */
+static inline void bin_fold_mark(unsigned c)
+{
+  uc_avail_folded[c] = UC_BIN(c)->avail;
+  uc_pushes_folded[c] = UC_BIN(c)->pushes;
+}
 
 static inline void bin_fold_hits(unsigned c)
 {
   const uc_bin_t *b = UC_BIN(c);
   const int64_t pops = (int64_t)b->avail - uc_avail_folded[c] + (uint32_t)(b->pushes - uc_pushes_folded[c]);
   HAK_STAT_ADD(c, uc_hits, (uint64_t)pops);
-  uc_avail_folded[c] = b->avail;
-  uc_pushes_folded[c] = b->pushes;
+  bin_fold_mark(c);
 }
 #else
+static inline void bin_fold_mark(unsigned c) { (void)c; }
 static inline void bin_fold_hits(unsigned c) { (void)c; }
 #endif
 
@@ -120,9 +127,7 @@ static inline void bin_rebase(unsigned c, int32_t fill)
 {
   bin_fold_hits(c);
   UC_BIN(c)->avail = bin_base(c) - fill;
-#if HAK_STATS
-  uc_avail_folded[c] = UC_BIN(c)->avail;
-#endif
+  bin_fold_mark(c);
 }
 
 /* Live thread: change bin c's limit, keeping its blocks. */
