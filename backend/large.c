@@ -13,6 +13,17 @@
  * large operation, and all of them on malloc_trim. A mapping leaving for
  * good has its tag cleared and is decommitted at once; the unmapping waits
  * for a grace period, in batches.
+ *
+ * realloc grows a block in place when the pages after its mapping are
+ * free. Otherwise, if a cached mapping fits, the block is copied there (its
+ * pages are warm, and the old mapping takes its place in the cache: a
+ * program that grows and frees buffers over and over stays on the cache).
+ * If none fits, the kernel moves the block's pages to a new aligned mapping
+ * (mremap with MREMAP_DONTUNMAP): nothing is copied, and no second copy of
+ * the block is ever resident, so a buffer grown by doubling costs neither
+ * the copies nor a cache full of its old sizes. The old range stays mapped,
+ * empty, until its grace period ends, like any retired mapping. Where the
+ * kernel refuses (before Linux 5.7), the block is copied.
  */
 #include "backend/large.h"
 #include "backend/os.h"
@@ -37,6 +48,7 @@ typedef struct large_hdr {
   void    *block;      /* the address handed out */
   char    *map_base;
   size_t   map_size;
+  size_t   size;       /* bytes last asked for (malloc or realloc) */
 } large_hdr_t;
 
 typedef struct cache_entry {
@@ -52,11 +64,12 @@ static size_t cache_bytes;
 static struct { char *base; size_t size; } retired[RETIRE_BATCH];
 static unsigned retired_len;
 
-static _Atomic uint64_t n_allocs, n_frees, n_cache_hits;
+static _Atomic uint64_t n_allocs, n_frees, n_cache_hits, n_moves;
 
 uint64_t large_allocs(void) { return atomic_load_explicit(&n_allocs, memory_order_relaxed); }
 uint64_t large_frees(void) { return atomic_load_explicit(&n_frees, memory_order_relaxed); }
 uint64_t large_cache_hits(void) { return atomic_load_explicit(&n_cache_hits, memory_order_relaxed); }
+uint64_t large_moves(void) { return atomic_load_explicit(&n_moves, memory_order_relaxed); }
 
 static uint64_t now_ns(void)
 {
@@ -118,6 +131,18 @@ static size_t evict_locked(bool force, char **ob, size_t *os, unsigned *nout)
   return n;
 }
 
+/* Retire (base, size) for good: decommitted now, unmapped after a grace
+ * period. Takes large_lock. */
+static void retire(char *base, size_t size)
+{
+  char *ob[RETIRE_BATCH];
+  size_t os_[RETIRE_BATCH];
+  pthread_mutex_lock(&large_lock);
+  unsigned n = retire_locked(base, size, ob, os_);
+  pthread_mutex_unlock(&large_lock);
+  unmap_batch(n, ob, os_);
+}
+
 static char *cache_take(size_t need, size_t *got)
 {
   char *base = NULL;
@@ -177,7 +202,9 @@ static void cache_put(char *base, size_t size)
   unmap_batch(nout, ob, os_);
 }
 
-void *large_alloc(size_t size, size_t align, bool zero)
+/* large_alloc; with cache_only, NULL (errno untouched) unless a cached
+ * mapping fits. */
+static void *alloc_block(size_t size, size_t align, bool zero, bool cache_only)
 {
   size_t offset = align > HAK_PAGE_SIZE ? align : HAK_PAGE_SIZE;
   if (size > (SIZE_MAX >> 2) - offset) {
@@ -190,6 +217,8 @@ void *large_alloc(size_t size, size_t align, bool zero)
   bool from_cache = false;
   if (offset == HAK_PAGE_SIZE && (base = cache_take(need, &map_size)) != NULL)
     from_cache = true;
+  if (!base && cache_only)
+    return NULL;
   if (!base) {
     size_t map_align = align > HAK_SS_SIZE ? align : HAK_SS_SIZE;
     base = hak_os_map_aligned(need, map_align);
@@ -205,6 +234,7 @@ void *large_alloc(size_t size, size_t align, bool zero)
   h->block = block;
   h->map_base = base;
   h->map_size = map_size;
+  h->size = size;
   if (registry_set_tag(hak_ss_base_of(block), hak_tag_make(HAK_KIND_LARGE, 0)) != 0) {
     hak_os_unmap(base, map_size);
     errno = ENOMEM;
@@ -218,6 +248,8 @@ void *large_alloc(size_t size, size_t align, bool zero)
   atomic_fetch_add_explicit(&n_allocs, 1, memory_order_relaxed);
   return block;
 }
+
+void *large_alloc(size_t size, size_t align, bool zero) { return alloc_block(size, align, zero, false); }
 
 bool large_is_block(const void *p)
 {
@@ -247,13 +279,60 @@ void large_free(void *p)
   if (offset == HAK_PAGE_SIZE) {
     cache_put(base, size);
   } else {
-    char *ob[RETIRE_BATCH];
-    size_t os_[RETIRE_BATCH];
-    pthread_mutex_lock(&large_lock);
-    unsigned n = retire_locked(base, size, ob, os_);
-    pthread_mutex_unlock(&large_lock);
-    unmap_batch(n, ob, os_);
+    retire(base, size);
   }
+}
+
+/* Move live block p, now asked to hold size bytes, to a new mapping of
+ * need bytes (more than its mapping's) by remapping its pages. Returns the
+ * new block, or NULL when the kernel cannot move them (nothing changed). */
+static void *move_block(void *p, size_t size, size_t need)
+{
+#ifdef MREMAP_DONTUNMAP
+  static _Atomic bool unsupported; /* the kernel said EINVAL once */
+  if (atomic_load_explicit(&unsupported, memory_order_relaxed))
+    return NULL;
+  large_hdr_t *h = hdr_of(p);
+  char *old_base = h->map_base;
+  size_t old_size = h->map_size;
+  size_t offset = (size_t)((char *)p - old_base);
+  char *base = hak_os_map_aligned(need, offset > HAK_SS_SIZE ? offset : HAK_SS_SIZE);
+  if (!base)
+    return NULL;
+  char *block = base + offset;
+  /* Tag first: the block is known to the registry the moment it exists.
+   * Until the move, its header page reads as zero, which no lookup takes
+   * for a block. */
+  if (registry_set_tag(hak_ss_base_of(block), hak_tag_make(HAK_KIND_LARGE, 0)) != 0) {
+    hak_os_unmap(base, need);
+    return NULL;
+  }
+  int saved_errno = errno;
+  if (mremap(old_base, old_size, old_size, MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, base) ==
+      MAP_FAILED) {
+    if (errno == EINVAL)
+      atomic_store_explicit(&unsupported, true, memory_order_relaxed);
+    errno = saved_errno; /* the copy that follows may still succeed */
+    registry_clear_tag(hak_ss_base_of(block));
+    retire(base, need);
+    return NULL;
+  }
+  h = hdr_of(block);
+  h->block = block;
+  h->map_base = base;
+  h->map_size = need;
+  h->size = size;
+  if (!registry_swap_tag(hak_ss_base_of(p), hak_tag_make(HAK_KIND_LARGE, 0), 0))
+    hak_os_fatal("realloc", "double free detected (large block)", p);
+  retire(old_base, old_size);
+  atomic_fetch_add_explicit(&n_moves, 1, memory_order_relaxed);
+  return block;
+#else
+  (void)p;
+  (void)size;
+  (void)need;
+  return NULL;
+#endif
 }
 
 void *large_realloc(void *p, size_t size)
@@ -266,8 +345,11 @@ void *large_realloc(void *p, size_t size)
   }
   size_t need = hak_align_up(offset + size, HAK_PAGE_SIZE);
   if (need <= h->map_size) {
-    /* Shrink in place; give back the tail if it is large. */
-    if (h->map_size - need >= HAK_SS_SIZE) {
+    /* Fits in place. A block that shrinks gives back a large tail; one that
+     * grows into a bigger mapping (a cached one, say) keeps its pages. */
+    bool shrinks = size < h->size;
+    h->size = size;
+    if (shrinks && h->map_size - need >= HAK_SS_SIZE) {
       hak_os_unmap(h->map_base + need, h->map_size - need);
       h->map_size = need;
     }
@@ -277,9 +359,19 @@ void *large_realloc(void *p, size_t size)
   void *r = mremap(h->map_base, h->map_size, need, 0);
   if (r != MAP_FAILED) {
     h->map_size = need;
+    h->size = size;
     return p;
   }
-  void *q = large_alloc(size, offset > HAK_PAGE_SIZE ? offset : 0, false);
+  /* Copy into a cached mapping if one fits (its pages are warm, and the
+   * old block takes its place in the cache); otherwise move the pages. */
+  size_t align = offset > HAK_PAGE_SIZE ? offset : 0;
+  void *q = alloc_block(size, align, false, true);
+  if (!q) {
+    q = move_block(p, size, need);
+    if (q)
+      return q;
+    q = large_alloc(size, align, false);
+  }
   if (!q)
     return NULL;
   memcpy(q, p, large_usable_size(p) < size ? large_usable_size(p) : size);

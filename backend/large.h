@@ -7,7 +7,9 @@
  * A header sits in the page right before the block. Recently freed mappings
  * are kept in a small cache and reused, so a program that keeps allocating
  * and freeing big buffers does not fault its pages in again every time;
- * mappings that stay unused past a short age are given back.
+ * mappings that stay unused past a short age are given back. realloc
+ * grows a block in place, into a cached mapping, or by having the kernel
+ * move its pages (see large.c); it copies only when none of these works.
  */
 #ifndef HAK_LARGE_H
 #define HAK_LARGE_H
@@ -29,6 +31,8 @@ size_t large_trim(void) HAK_INTERNAL;
 uint64_t large_allocs(void) HAK_INTERNAL;
 uint64_t large_frees(void) HAK_INTERNAL;
 uint64_t large_cache_hits(void) HAK_INTERNAL;
+/* Blocks realloc moved by remapping their pages (no copy). */
+uint64_t large_moves(void) HAK_INTERNAL;
 
 void large_fork_prepare(void) HAK_INTERNAL;
 void large_fork_parent(void) HAK_INTERNAL;

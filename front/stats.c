@@ -283,6 +283,8 @@ static void format_json(outbuf_t *o, const hak_thread_stats_t *s)
   out_u64(o, large_frees());
   out_str(o, ",\"large_cache_hits\":");
   out_u64(o, large_cache_hits());
+  out_str(o, ",\"large_moves\":");
+  out_u64(o, large_moves());
   out_str(o, ",\"registry_leaves\":");
   out_u64(o, registry_leaves_mapped());
   out_str(o, "}}\n");
@@ -342,7 +344,9 @@ static void format_table(outbuf_t *o, const hak_thread_stats_t *s)
   out_u64(o, large_frees());
   out_str(o, " freed, ");
   out_u64(o, large_cache_hits());
-  out_str(o, " served from the cache\nsuperslabs live: ");
+  out_str(o, " served from the cache, ");
+  out_u64(o, large_moves());
+  out_str(o, " moved by realloc without a copy\nsuperslabs live: ");
   out_u64(o, backend_ss_live());
   out_str(o, "\n");
 }

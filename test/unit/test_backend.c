@@ -3,6 +3,7 @@
 #include "backend/superslab.h"
 #include "hak/config.h"
 #include "backend/large.h"
+#include "backend/os.h"
 #include "backend/size_class.h"
 
 #include <check.h>
@@ -10,6 +11,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 START_TEST(classes_cover_sizes_with_bounded_waste)
 {
@@ -406,6 +409,67 @@ START_TEST(large_blocks)
 }
 END_TEST
 
+/* Pages of [p, p + n) resident in memory (0 when the range is unmapped). */
+static size_t resident_pages(const char *p, size_t n)
+{
+  size_t pages = n / HAK_PAGE_SIZE, count = 0;
+  unsigned char *vec = malloc(pages);
+  ck_assert_ptr_nonnull(vec);
+  if (mincore((void *)p, n, vec) == 0)
+    for (size_t i = 0; i < pages; i++)
+      count += vec[i] & 1;
+  free(vec);
+  return count;
+}
+
+START_TEST(large_realloc_moves_pages_instead_of_copying)
+{
+  const size_t n = (size_t)3 << 20;
+  large_trim(); /* no cached mapping fits: the grow must move or copy */
+  char *p = large_alloc(n, 0, false);
+  ck_assert_ptr_nonnull(p);
+  for (size_t i = 0; i < n; i += 512)
+    p[i] = (char)(i / 512 * 7 + 1);
+  /* Take the address range right after the mapping, so that it cannot
+   * grow in place. */
+  char *end = p - HAK_PAGE_SIZE + hak_align_up(HAK_PAGE_SIZE + n, HAK_PAGE_SIZE);
+  void *guard = mmap(end, HAK_PAGE_SIZE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+  ck_assert(guard == end);
+  uint64_t moves = large_moves(), allocs = large_allocs();
+  char *q = large_realloc(p, 2 * n);
+  ck_assert_ptr_nonnull(q);
+  ck_assert_ptr_ne(q, p);
+  ck_assert_uint_eq(large_moves(), moves + 1);
+  ck_assert_uint_eq(large_allocs(), allocs); /* no second block: nothing copied */
+  ck_assert(large_is_block(q));
+  ck_assert_uint_eq(hak_tag_kind(registry_tag(q)), HAK_KIND_LARGE);
+  ck_assert_uint_ne(hak_tag_kind(registry_tag(p)), HAK_KIND_LARGE);
+  for (size_t i = 0; i < n; i += 512)
+    ck_assert_int_eq(q[i], (char)(i / 512 * 7 + 1));
+  /* The old range holds no page: the block's memory was moved, not doubled. */
+  ck_assert_uint_eq(resident_pages(p - HAK_PAGE_SIZE, n), 0);
+  ck_assert_uint_ge(resident_pages(q, n), n / HAK_PAGE_SIZE);
+  memset(q + n, 5, n);
+  munmap(guard, HAK_PAGE_SIZE);
+
+  /* Growing inside a larger mapping keeps its pages; shrinking far below
+   * gives the tail back. */
+  size_t big = large_usable_size(q);
+  large_free(q);
+  char *r = large_alloc(200000, 0, false); /* the cached mapping */
+  ck_assert_ptr_eq(r, q);
+  ck_assert_ptr_eq(large_realloc(r, 400000), r);
+  ck_assert_uint_eq(large_usable_size(r), big);
+  ck_assert_ptr_eq(large_realloc(r, 1600000), r);
+  ck_assert_uint_eq(large_usable_size(r), big);
+  ck_assert_uint_eq(resident_pages(r + n, n), n / HAK_PAGE_SIZE); /* the tail stayed */
+  ck_assert_int_eq(r[n + 12345], 5);
+  ck_assert_ptr_eq(large_realloc(r, 100000), r);
+  ck_assert_uint_lt(large_usable_size(r), 100000 + HAK_PAGE_SIZE);
+  large_free(r);
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("backend");
@@ -427,6 +491,7 @@ int main(void)
   TCase *tl = tcase_create("large");
   tcase_set_timeout(tl, 60);
   tcase_add_test(tl, large_blocks);
+  tcase_add_test(tl, large_realloc_moves_pages_instead_of_copying);
   suite_add_tcase(s, tl);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);
