@@ -9,10 +9,15 @@
  * holds the block's start, which no other mapping can share.
  *
  * The cache holds up to CACHE_SLOTS mappings and CACHE_MAX_BYTES (default
- * offset only) under large_lock; an allocation takes the smallest that fits; an entry older than CACHE_AGE_NS is given back on the next
- * large operation, and all of them on malloc_trim. A mapping leaving for
- * good has its tag cleared and is decommitted at once; the unmapping waits
- * for a grace period, in batches.
+ * offset only) under large_lock; an allocation takes the smallest that
+ * fits; an entry older than CACHE_AGE_NS is given back on the next large
+ * operation, and all of them on malloc_trim. Two kinds of freed mapping
+ * are not kept, because a growing program never asks for them again: the
+ * old table freed right after a bigger one was mapped fresh (a growth
+ * step), and, when a request finds nothing that fits, every cached one
+ * under half its size. A mapping leaving for good has its tag cleared and
+ * is decommitted at once; the unmapping waits for a grace period, in
+ * batches.
  *
  * realloc grows a block in place when the pages after its mapping are
  * free. Otherwise, if a cached mapping fits, the block is copied there (its
@@ -149,6 +154,25 @@ static void retire(char *base, size_t size)
   unmap_batch(n, ob, os_);
 }
 
+/* Nothing cached fits a request: the program is asking for more than it
+ * gave back, as one that grows a table (malloc the bigger one, copy, free
+ * the old) does at every step. Its old sizes would wait in the cache until
+ * they age out, all resident at the peak of the next step: give back those
+ * under half the request. (Those are the cheap ones to fault in again.) */
+static void evict_smaller_locked(size_t below, char **ob, size_t *os, unsigned *nout)
+{
+  unsigned kept = 0;
+  for (unsigned i = 0; i < cache_len; i++) {
+    if (cache[i].size < below) {
+      cache_bytes -= cache[i].size;
+      *nout += retire_locked(cache[i].base, cache[i].size, ob + *nout, os + *nout);
+    } else {
+      cache[kept++] = cache[i];
+    }
+  }
+  cache_len = kept;
+}
+
 static char *cache_take(size_t need, size_t *got)
 {
   char *base = NULL;
@@ -167,6 +191,8 @@ static char *cache_take(size_t need, size_t *got)
       *got = cache[best].size;
       cache_bytes -= cache[best].size;
       cache[best] = cache[--cache_len];
+    } else {
+      evict_smaller_locked(need / 2, ob, os_, &nout);
     }
   }
   pthread_mutex_unlock(&large_lock);
@@ -179,14 +205,30 @@ static char *cache_take(size_t need, size_t *got)
   return base;
 }
 
+/* The size of the mapping the latest large operation had to map fresh (no
+ * cached one fitted), 0 when the latest operation was anything else. */
+static _Atomic size_t last_fresh_map;
+
+/* A program growing a table mallocs the bigger one (1.5 to 4 times the
+ * old: nothing cached fits, so it is mapped fresh), copies, and frees the
+ * old one at once. That old one is the one size it will not ask for again:
+ * it goes back now instead of waiting in the cache, resident, through the
+ * next step (python3's dict, a C++ vector). */
+static bool is_growth_leftover(size_t size)
+{
+  size_t fresh = atomic_exchange_explicit(&last_fresh_map, 0, memory_order_relaxed);
+  return fresh >= size + size / 2 && fresh / 4 <= size;
+}
+
 static void cache_put(char *base, size_t size)
 {
   char *ob[RETIRE_BATCH * 2];
   size_t os_[RETIRE_BATCH * 2];
   unsigned nout = 0;
+  bool leftover = is_growth_leftover(size);
   pthread_mutex_lock(&large_lock);
   evict_locked(false, ob, os_, &nout);
-  if (size <= CACHE_MAX_BYTES / 2) {
+  if (size <= CACHE_MAX_BYTES / 2 && !leftover) {
     while (cache_len && (cache_len == CACHE_SLOTS || cache_bytes + size > CACHE_MAX_BYTES)) {
       unsigned oldest = 0;
       for (unsigned i = 1; i < cache_len; i++)
@@ -234,6 +276,7 @@ static void *alloc_block(size_t size, size_t align, bool zero, bool cache_only)
     }
     map_size = need;
   }
+  atomic_store_explicit(&last_fresh_map, from_cache ? 0 : map_size, memory_order_relaxed);
   char *block = base + offset;
   large_hdr_t *h = hdr_of(block);
   h->magic = LARGE_MAGIC;

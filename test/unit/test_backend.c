@@ -470,6 +470,44 @@ START_TEST(large_realloc_moves_pages_instead_of_copying)
 }
 END_TEST
 
+START_TEST(large_cache_skips_growth_leftovers)
+{
+  const size_t mb = (size_t)1 << 20;
+  large_trim();
+  /* A table grown by malloc, copy, free: the old one is not cached. */
+  char *old = large_alloc(2 * mb, 0, false);
+  memset(old, 1, 2 * mb);
+  char *grown = large_alloc(4 * mb, 0, false); /* nothing cached fits: fresh */
+  memcpy(grown, old, 2 * mb);
+  large_free(old);
+  ck_assert_uint_eq(resident_pages(old - HAK_PAGE_SIZE, 2 * mb), 0);
+  uint64_t hits = large_cache_hits();
+  char *again = large_alloc(2 * mb, 0, false);
+  ck_assert_uint_eq(large_cache_hits(), hits);
+  /* A block freed after something else is cached as before. */
+  memset(again, 2, 2 * mb);
+  char *small = large_alloc(mb, 0, false); /* fresh, but smaller */
+  large_free(again);
+  hits = large_cache_hits();
+  char *reused = large_alloc(2 * mb, 0, false);
+  ck_assert_uint_eq(large_cache_hits(), hits + 1);
+  ck_assert_uint_eq(resident_pages(reused, 2 * mb), 2 * mb / HAK_PAGE_SIZE); /* warm */
+  /* A request nothing cached fits gives back the cached blocks under half
+   * its size: freed, they would only wait, resident. */
+  large_free(small);
+  ck_assert_uint_eq(resident_pages(small, HAK_PAGE_SIZE), 0); /* never touched */
+  memset(small = large_alloc(mb, 0, false), 3, mb); /* the cached one */
+  large_free(small);
+  ck_assert_uint_eq(resident_pages(small, mb), mb / HAK_PAGE_SIZE);
+  char *big = large_alloc(8 * mb, 0, false);
+  ck_assert_uint_eq(resident_pages(small, mb), 0);
+  large_free(big);
+  large_free(reused);
+  large_free(grown);
+  large_trim();
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("backend");
@@ -492,6 +530,7 @@ int main(void)
   tcase_set_timeout(tl, 60);
   tcase_add_test(tl, large_blocks);
   tcase_add_test(tl, large_realloc_moves_pages_instead_of_copying);
+  tcase_add_test(tl, large_cache_skips_growth_leftovers);
   suite_add_tcase(s, tl);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);
