@@ -173,7 +173,7 @@ static void evict_smaller_locked(size_t below, char **ob, size_t *os, unsigned *
   cache_len = kept;
 }
 
-static char *cache_take(size_t need, size_t *got)
+static char *cache_take(size_t need, size_t *got, bool evict_smaller)
 {
   char *base = NULL;
   char *ob[RETIRE_BATCH * 2];
@@ -191,7 +191,7 @@ static char *cache_take(size_t need, size_t *got)
       *got = cache[best].size;
       cache_bytes -= cache[best].size;
       cache[best] = cache[--cache_len];
-    } else {
+    } else if (evict_smaller) {
       evict_smaller_locked(need / 2, ob, os_, &nout);
     }
   }
@@ -251,7 +251,9 @@ static void cache_put(char *base, size_t size)
 }
 
 /* large_alloc; with cache_only, NULL (errno untouched) unless a cached
- * mapping fits. */
+ * mapping fits, and a miss then gives nothing back (realloc probes the
+ * cache this way before it moves a block: a block it moves needs no new
+ * memory, so the cache's smaller mappings may still serve what comes). */
 static void *alloc_block(size_t size, size_t align, bool zero, bool cache_only)
 {
   size_t offset = align > HAK_PAGE_SIZE ? align : HAK_PAGE_SIZE;
@@ -263,7 +265,7 @@ static void *alloc_block(size_t size, size_t align, bool zero, bool cache_only)
   size_t map_size = 0;
   char *base = NULL;
   bool from_cache = false;
-  if (offset == HAK_PAGE_SIZE && (base = cache_take(need, &map_size)) != NULL)
+  if (offset == HAK_PAGE_SIZE && (base = cache_take(need, &map_size, !cache_only)) != NULL)
     from_cache = true;
   if (!base && cache_only)
     return NULL;
