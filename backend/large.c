@@ -122,14 +122,15 @@ static void unmap_batch(unsigned n, char **base, size_t *size)
     hak_os_unmap(base[i], size[i]);
 }
 
-/* Evict cache entries older than the age limit (or all when force). */
-static size_t evict_locked(bool force, char **ob, size_t *os, unsigned *nout)
+/* Evict cache entries older than the age limit, all of them when force,
+ * and those smaller than below. */
+static size_t evict_locked(bool force, size_t below, char **ob, size_t *os, unsigned *nout)
 {
   uint64_t now = force ? 0 : now_ns();
   unsigned kept = 0;
   size_t n = 0;
   for (unsigned i = 0; i < cache_len; i++) {
-    if (force || now - cache[i].stamp > CACHE_AGE_NS) {
+    if (force || now - cache[i].stamp > CACHE_AGE_NS || cache[i].size < below) {
       cache_bytes -= cache[i].size;
       n += cache[i].size;
       unsigned got = retire_locked(cache[i].base, cache[i].size, ob + *nout, os + *nout);
@@ -154,25 +155,6 @@ static void retire(char *base, size_t size)
   unmap_batch(n, ob, os_);
 }
 
-/* Nothing cached fits a request: the program is asking for more than it
- * gave back, as one that grows a table (malloc the bigger one, copy, free
- * the old) does at every step. Its old sizes would wait in the cache until
- * they age out, all resident at the peak of the next step: give back those
- * under half the request. (Those are the cheap ones to fault in again.) */
-static void evict_smaller_locked(size_t below, char **ob, size_t *os, unsigned *nout)
-{
-  unsigned kept = 0;
-  for (unsigned i = 0; i < cache_len; i++) {
-    if (cache[i].size < below) {
-      cache_bytes -= cache[i].size;
-      *nout += retire_locked(cache[i].base, cache[i].size, ob + *nout, os + *nout);
-    } else {
-      cache[kept++] = cache[i];
-    }
-  }
-  cache_len = kept;
-}
-
 static char *cache_take(size_t need, size_t *got, bool evict_smaller)
 {
   char *base = NULL;
@@ -181,7 +163,7 @@ static char *cache_take(size_t need, size_t *got, bool evict_smaller)
   unsigned nout = 0;
   pthread_mutex_lock(&large_lock);
   if (cache_len) {
-    evict_locked(false, ob, os_, &nout);
+    evict_locked(false, 0, ob, os_, &nout);
     int best = -1;
     for (unsigned i = 0; i < cache_len; i++)
       if (cache[i].size >= need && (best < 0 || cache[i].size < cache[best].size))
@@ -192,7 +174,12 @@ static char *cache_take(size_t need, size_t *got, bool evict_smaller)
       cache_bytes -= cache[best].size;
       cache[best] = cache[--cache_len];
     } else if (evict_smaller) {
-      evict_smaller_locked(need / 2, ob, os_, &nout);
+      /* Nothing cached fits: the program asks for more than it gave back,
+       * as one growing a table (malloc the bigger one, copy, free the old)
+       * does at every step. Its old sizes would wait here, resident at the
+       * peak of the next step: give back those under half the request
+       * (the cheap ones to fault in again). */
+      evict_locked(false, need / 2, ob, os_, &nout);
     }
   }
   pthread_mutex_unlock(&large_lock);
@@ -205,8 +192,9 @@ static char *cache_take(size_t need, size_t *got, bool evict_smaller)
   return base;
 }
 
-/* The size of the mapping the latest large operation had to map fresh (no
- * cached one fitted), 0 when the latest operation was anything else. */
+/* Set by every large allocation: the size of the mapping it had to map
+ * fresh, 0 when the cache served it. The next free that would cache a
+ * mapping takes it (and leaves 0). */
 static _Atomic size_t last_fresh_map;
 
 /* A program growing a table mallocs the bigger one (1.5 to 4 times the
@@ -227,7 +215,7 @@ static void cache_put(char *base, size_t size)
   unsigned nout = 0;
   bool leftover = is_growth_leftover(size);
   pthread_mutex_lock(&large_lock);
-  evict_locked(false, ob, os_, &nout);
+  evict_locked(false, 0, ob, os_, &nout);
   if (size <= CACHE_MAX_BYTES / 2 && !leftover) {
     while (cache_len && (cache_len == CACHE_SLOTS || cache_bytes + size > CACHE_MAX_BYTES)) {
       unsigned oldest = 0;
@@ -437,7 +425,7 @@ size_t large_trim(void)
   unsigned nout = 0;
   pthread_mutex_lock(&large_lock);
   size_t bytes = cache_bytes;
-  evict_locked(true, ob, os_, &nout);
+  evict_locked(true, 0, ob, os_, &nout);
   for (unsigned i = 0; i < retired_len; i++) {
     ob[nout] = retired[i].base;
     os_[nout] = retired[i].size;
