@@ -399,12 +399,68 @@ static inline void slab_reset_if_idle(hak_slab_t *sl)
   }
 }
 
+/* A block of ss's remote chain is out (counted in used) and not on its
+ * slab's free list: anything else means it was freed twice. */
+static inline void remote_block_check(hak_superslab_t *ss, void *b)
+{
+  const hak_slab_t *sl = &ss->slabs[hak_slab_index(ss, b)];
+  if (hak_unlikely(sl->used == 0 || sl->free == b))
+    hak_os_fatal("free", "double free detected", b);
+}
+
+static inline void remote_prefetch_hint(const void *b)
+{
+#if !HAK_HARDENED
+  __builtin_prefetch(((void *const *)b)[1], 1); /* the chain's hint, see superslab.h */
+#else
+  (void)b;
+#endif
+}
+
+/* Put back the blocks of a remote chain from b on; returns how many. */
+static unsigned drain_chain(hak_superslab_t *ss, void *b);
+
+/* The first part of a take when other threads freed blocks into ss: up to
+ * max blocks of the remote chain go out again as they are, linked already
+ * and never put back, so no slab's count moves (they stay out): one walk
+ * instead of a drain onto the slabs and a second walk over their lists.
+ * The rest of the chain goes back on the slabs, so that the takes after
+ * this one carve and reuse in slab order again (they keep the blocks out
+ * on few slabs, and the others idle: a chain kept for later takes spread
+ * them, and a churn after a burst of remote frees kept twice the pages). */
+static unsigned take_remote(hak_superslab_t *ss, unsigned max, void **head_out, void **tail_out)
+{
+  void *b = atomic_exchange_explicit(&ss->remote_head, NULL, memory_order_acquire);
+  void *tail = NULL;
+  unsigned n = 0;
+  *head_out = b;
+  while (b && n < max) {
+    void *next = *(void **)b;
+    remote_prefetch_hint(b);
+    remote_block_check(ss, b);
+    tail = b;
+    b = next;
+    n++;
+  }
+  *tail_out = tail;
+  if (b)
+    drain_chain(ss, b);
+  return n;
+}
+
 unsigned backend_ss_take(hak_superslab_t *ss, unsigned max, void **head_out, void **tail_out)
 {
-  if (ss_has_remote(ss))
-    backend_ss_drain(ss);
   void *head = NULL, *tail = NULL;
   unsigned n = 0;
+  if (ss_has_remote(ss)) {
+    n = take_remote(ss, max, &head, &tail);
+    if (n == max) {
+      *head_out = head;
+      *tail_out = tail;
+      return n;
+    }
+  }
+  const unsigned from_remote = n;
   const size_t bs = ss->block_size;
   while (n < max && ss->room_mask) {
     unsigned s = (unsigned)__builtin_ctz(ss->room_mask);
@@ -460,7 +516,7 @@ unsigned backend_ss_take(hak_superslab_t *ss, unsigned max, void **head_out, voi
     if (page_end)
       break;
   }
-  ss->used += n;
+  ss->used += n - from_remote;
   *head_out = head;
   *tail_out = tail;
   return n;
@@ -491,23 +547,23 @@ unsigned backend_ss_free_local(hak_superslab_t *ss, void *p)
   return put_back(ss, p);
 }
 
-unsigned backend_ss_drain(hak_superslab_t *ss)
+static unsigned drain_chain(hak_superslab_t *ss, void *b)
 {
-  void *b = atomic_exchange_explicit(&ss->remote_head, NULL, memory_order_acquire);
   unsigned n = 0;
   while (b) {
     void *next = *(void **)b;
-#if !HAK_HARDENED
-    __builtin_prefetch(((void **)b)[1], 1); /* the chain's hint, see superslab.h */
-#endif
-    hak_slab_t *sl = &ss->slabs[hak_slab_index(ss, b)];
-    if (hak_unlikely(sl->used == 0 || sl->free == b))
-      hak_os_fatal("free", "double free detected", b);
+    remote_prefetch_hint(b);
+    remote_block_check(ss, b);
     put_back(ss, b);
     b = next;
     n++;
   }
   return n;
+}
+
+unsigned backend_ss_drain(hak_superslab_t *ss)
+{
+  return drain_chain(ss, atomic_exchange_explicit(&ss->remote_head, NULL, memory_order_acquire));
 }
 
 /* ---- The free tier and unmapping ---------------------------------------- */

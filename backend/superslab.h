@@ -179,7 +179,8 @@ hak_superslab_t *backend_ss_adopt(hak_owner_t *o, unsigned cls) HAK_INTERNAL;
 void backend_ss_release(hak_owner_t *o, hak_superslab_t *ss) HAK_INTERNAL;
 
 /* Owner only: take up to max blocks as a chain head..tail (the tail's link
- * is undefined). Drains remote frees first if there are any. */
+ * is undefined). Blocks other threads freed into ss come first, straight
+ * from their chain; the rest of that chain is drained. */
 unsigned backend_ss_take(hak_superslab_t *ss, unsigned max, void **head, void **tail) HAK_INTERNAL;
 /* Owner only: put one block back. Returns the transitions it caused. */
 #define HAK_SS_BECAME_ROOMY 1u  /* had no room before */
@@ -197,39 +198,48 @@ HAK_INLINE bool ss_has_remote(hak_superslab_t *ss)
  * caller does not own. */
 void backend_remote_free(hak_superslab_t *ss, void *head, void *tail) HAK_INTERNAL;
 
-/* Building a chain for backend_remote_free block by block. Plain builds
- * also leave in each block's second word a prefetch hint: the block
- * HAK_REMOTE_AHEAD places further down the chain, or NULL (every block has
- * two words: class sizes are multiples of 16 bytes). The owner's
- * drain reads the chain one link at a time, and the blocks' lines are
- * usually in the freeing thread's cache, so each link is a miss on the
- * critical path; the hint lets the drain start the next misses early.
- * The hint is only advice: any value in it is safe. Hardened builds keep
- * their double-free canary in that word and write no hint. */
+/* A chain for backend_remote_free is cut from a list of blocks linked
+ * through their first word (a bin's blocks, in the order the bin held
+ * them): the run of blocks that starts at the list's head and stays in one
+ * SuperSlab. Its links are kept as they are. Plain builds also leave in
+ * each block's second word a prefetch hint: the block HAK_REMOTE_AHEAD
+ * places further down the run, or NULL (every block has two words: class
+ * sizes are multiples of 16 bytes). The owner's drain reads the chain one
+ * link at a time, and the blocks' lines are usually in the freeing
+ * thread's cache, so each link is a miss on the critical path; the hint
+ * lets the drain start the next misses early. The hint is only advice: any
+ * value in it is safe. Hardened builds keep their double-free canary in
+ * that word and write no hint. */
 #define HAK_REMOTE_AHEAD 4u
-typedef struct hak_remote_chain {
-  void *head, *tail;
-  unsigned n;
-#if !HAK_HARDENED
-  void *behind[HAK_REMOTE_AHEAD]; /* the last blocks added, by n % AHEAD */
-#endif
-} hak_remote_chain_t;
 
-HAK_INLINE void remote_chain_add(hak_remote_chain_t *c, void *b)
+/* Cut the run at the head of the list head (at most max >= 1 blocks, all
+ * in the SuperSlab at base, which holds head). Returns its length; *tail
+ * gets its last block, *rest the block that followed it (the last block's
+ * link, whatever it is, when the run took max blocks). */
+HAK_INLINE unsigned remote_run_cut(void *head, uintptr_t base, unsigned max, void **tail, void **rest)
 {
-  if (c->n == 0)
-    c->head = b;
-  else
-    *(void **)c->tail = b;
-  c->tail = b;
+  void *b = head;
 #if !HAK_HARDENED
-  void **slot = &c->behind[c->n % HAK_REMOTE_AHEAD];
-  ((void **)b)[1] = NULL;
-  if (c->n >= HAK_REMOTE_AHEAD)
-    ((void **)*slot)[1] = b;
-  *slot = b;
+  void *behind = head; /* the block HAK_REMOTE_AHEAD places back */
 #endif
-  c->n++;
+  unsigned n = 0;
+  for (;;) {
+    void *next = *(void **)b;
+#if !HAK_HARDENED
+    ((void **)b)[1] = NULL;
+    if (n >= HAK_REMOTE_AHEAD) {
+      ((void **)behind)[1] = b;
+      behind = *(void **)behind;
+    }
+#endif
+    n++;
+    if (n == max || hak_ss_base_of(next) != base) {
+      *tail = b;
+      *rest = next;
+      return n;
+    }
+    b = next;
+  }
 }
 
 /* Owner only: SuperSlabs that got remote frees since the owner last looked,

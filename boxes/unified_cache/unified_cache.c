@@ -236,7 +236,9 @@ void *uc_refill(unsigned c)
 static void flush_n(unsigned c, int32_t fill, int32_t k)
 {
   uc_bin_t *b = UC_BIN(c);
-  void *first = b->head, *last = first;
+  void *first = b->head;
+#if HAK_HARDENED
+  void *last = first;
   for (int32_t i = 1; i < k; i++) { /* the chain handed on has plain links */
     void *next = uc_link(last, *(void **)last);
     *(void **)last = next;
@@ -244,6 +246,10 @@ static void flush_n(unsigned c, int32_t fill, int32_t k)
   }
   b->head = uc_link(last, *(void **)last);
   warm_pool_return(c, first, (unsigned)k);
+#else
+  /* links are plain already: the pool's walk finds where the bin goes on */
+  b->head = warm_pool_return(c, first, (unsigned)k);
+#endif
   HAK_STAT_ADD(c, uc_flushes, 1);
   bin_rebase(c, fill - k);
 }

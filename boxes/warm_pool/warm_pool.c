@@ -83,36 +83,41 @@ static void pool_link_top(wp_class_t *k, hak_superslab_t *ss)
 }
 
 /* Put an owned SuperSlab with room on its pool, or give it up if the pool
- * is full (or if it would be a second empty one). */
-static void pool_offer(hak_superslab_t *ss)
+ * is full (or if it would be a second empty one). Returns false when ss
+ * was given up (the caller must not touch it). */
+static bool pool_offer(hak_superslab_t *ss)
 {
   wp_class_t *k = &wp_tls.cls[ss->cls];
   if (ss->in_pool)
-    return;
+    return true;
   if (!HAK_WARM_POOL || k->count >= HAK_WARM_POOL_MAX || (ss->used == 0 && k->empties > 0)) {
     budget_on_unused(&wp_tls, ss);
     backend_ss_release(wp_tls.owner, ss);
-    return;
+    return false;
   }
   pool_link_top(k, ss);
+  return true;
 }
 
-/* ss just became empty on the pool: keep at most one empty per class. */
-static void pool_note_empty(wp_state_t *st, hak_superslab_t *ss)
+/* ss just became empty on the pool: keep at most one empty per class.
+ * Returns false when ss was given up (the caller must not touch it). */
+static bool pool_note_empty(wp_state_t *st, hak_superslab_t *ss)
 {
   wp_class_t *k = &st->cls[ss->cls];
   if (ss->empty_counted)
-    return;
+    return true;
   if (k->empties > 0) {
     pool_unlink(k, ss);
     budget_on_unused(st, ss);
     backend_ss_release(st->owner, ss);
+    return false;
   } else {
     /* Kept for the next refill, but without its pages: a SuperSlab's worth
      * of frees is rare enough that faulting them in again costs little. */
     ss->empty_counted = 1;
     k->empties++;
     backend_ss_decommit_idle(ss);
+    return true;
   }
 }
 
@@ -217,10 +222,6 @@ static unsigned refill_locked(unsigned cls, unsigned max, void **head, void **ta
 {
   wp_class_t *k = &wp_tls.cls[cls];
   pace_decay(k);
-  /* Blocks other threads freed into our SuperSlabs: take them back now,
-   * not only when the pool runs dry (an atomic load when there are none). */
-  if (atomic_load_explicit(&wp_tls.owner->inbox, memory_order_relaxed) != NULL)
-    take_inbox();
   for (hak_superslab_t *ss = k->top; ss; ss = k->top) {
     unsigned n = backend_ss_take(ss, max, head, tail);
     if (hak_likely(n)) {
@@ -230,6 +231,12 @@ static unsigned refill_locked(unsigned cls, unsigned max, void **head, void **ta
         k->empties--;
       }
       HAK_STAT_ADD(cls, warm_hits, 1);
+      /* Blocks other threads freed into our SuperSlabs: take them back
+       * now, not only when the pool runs dry (an atomic load when there are
+       * none). After the take: the top's remote chain then goes out as it
+       * is (backend_ss_take), not drained onto its slabs first. */
+      if (atomic_load_explicit(&wp_tls.owner->inbox, memory_order_relaxed) != NULL)
+        take_inbox();
       return n;
     }
     pool_unlink(k, ss); /* exhausted: it floats until a free gives it room */
@@ -293,63 +300,65 @@ unsigned warm_pool_refill(unsigned cls, unsigned max, void **head, void **tail)
   return n;
 }
 
-static void return_locked(unsigned cls, void *head, unsigned n);
+static void *return_locked(unsigned cls, void *head, unsigned n);
 
-void warm_pool_return(unsigned cls, void *head, unsigned n)
+void *warm_pool_return(unsigned cls, void *head, unsigned n)
 {
   hak_owner_t *me = wp_tls.owner;
   if (me)
     backend_owner_lock(me);
-  return_locked(cls, head, n);
+  void *rest = return_locked(cls, head, n);
   if (me && HAK_WARM_POOL)
     pace_decay(&wp_tls.cls[cls]);
   if (me)
     backend_owner_unlock(me);
+  return rest;
 }
 
-static void return_locked(unsigned cls, void *head, unsigned n)
+/* Owner lock held: one of our blocks goes back on its SuperSlab. Returns
+ * false when that gave the SuperSlab up (it is not ours any more). */
+static inline bool return_local(hak_superslab_t *ss, void *b)
+{
+  unsigned ev = backend_ss_free_local(ss, b);
+  if (hak_likely(!ev))
+    return true;
+  if (!ss->in_pool)
+    return pool_offer(ss);
+  if ((ev & HAK_SS_BECAME_EMPTY) && !ss->empty_counted)
+    return pool_note_empty(&wp_tls, ss);
+  return true;
+}
+
+/* The blocks come in runs of one SuperSlab (a bin holds what its thread
+ * freed, mostly in the order it allocated): the SuperSlab and whether we
+ * own it are looked up once per run. A run of another thread's blocks is
+ * already a chain and goes to its owner as it is (see remote_run_cut). */
+static void *return_locked(unsigned cls, void *head, unsigned n)
 {
   hak_owner_t *me = wp_tls.owner;
-  hak_remote_chain_t run;
-  hak_superslab_t *run_ss = NULL;
   unsigned remote = 0;
   void *b = head;
-  uintptr_t last_base = 0;
-  hak_superslab_t *last_ss = NULL;
-  run.n = 0;
-  for (unsigned i = 0; i < n; i++) {
-    void *next = *(void **)b;
-    /* blocks of one SuperSlab mostly come together: one lookup per run */
-    uintptr_t base = hak_ss_base_of(b);
-    if (base != last_base) {
-      last_base = base;
-      last_ss = hak_ss_of(b);
-    }
-    hak_superslab_t *ss = last_ss;
+  while (n) {
+    const uintptr_t base = hak_ss_base_of(b);
+    hak_superslab_t *ss = hak_ss_of(b);
     if (me && ss_is_owner(ss, me)) {
-      unsigned ev = backend_ss_free_local(ss, b);
-      if (ev) {
-        if (!ss->in_pool) {
-          pool_offer(ss);
-        } else if ((ev & HAK_SS_BECAME_EMPTY) && !ss->empty_counted) {
-          pool_note_empty(&wp_tls, ss);
-        }
-      }
+      bool kept;
+      do {
+        void *next = *(void **)b;
+        kept = return_local(ss, b);
+        b = next;
+      } while (--n && kept && hak_ss_base_of(b) == base);
     } else {
-      if (ss != run_ss && run.n) {
-        backend_remote_free(run_ss, run.head, run.tail);
-        run.n = 0;
-      }
-      remote_chain_add(&run, b);
-      run_ss = ss;
-      remote++;
+      void *run = b, *tail;
+      unsigned k = remote_run_cut(run, base, n, &tail, &b);
+      backend_remote_free(ss, run, tail);
+      remote += k;
+      n -= k;
     }
-    b = next;
   }
-  if (run.n)
-    backend_remote_free(run_ss, run.head, run.tail);
   if (remote)
     HAK_STAT_ADD(cls, remote_frees, remote);
+  return b;
 }
 
 /* Give back what st's pools hold idle: empty SuperSlabs, idle slabs of

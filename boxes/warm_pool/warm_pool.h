@@ -42,9 +42,10 @@ void warm_pool_thread_exit(void) HAK_INTERNAL;
 /* Up to max blocks of class cls as a chain head..tail; 0 when out of memory. */
 unsigned warm_pool_refill(unsigned cls, unsigned max, void **head, void **tail) HAK_INTERNAL;
 
-/* Take back n blocks of class cls linked through their first word (the last
- * one's link is ignored). Blocks may belong to any thread's SuperSlab. */
-void warm_pool_return(unsigned cls, void *head, unsigned n) HAK_INTERNAL;
+/* Take back n blocks of class cls linked through their first word (plain
+ * links). Blocks may belong to any thread's SuperSlab. Returns the n-th
+ * block's link as it was (what followed them: a bin's next block). */
+void *warm_pool_return(unsigned cls, void *head, unsigned n) HAK_INTERNAL;
 
 /* Give back what the calling thread's pools hold idle. Bytes released. */
 size_t warm_pool_trim(void) HAK_INTERNAL;

@@ -293,30 +293,38 @@ START_TEST(release_adopt_and_remote_free)
 }
 END_TEST
 
-/* A chain built for a remote free: linked in the order added; plain builds
+/* A chain for a remote free is cut from a list: the run of blocks of one
+ * SuperSlab at its head, at most max of them, links kept; plain builds
  * leave in each block's second word the block HAK_REMOTE_AHEAD places on
- * (NULL near the end), hardened ones leave that word (the canary) alone.
- * The owner's drain takes the whole chain back. */
+ * (NULL near the run's end), hardened ones leave that word (the canary)
+ * alone. A take hands the chain's first blocks out as they are and puts
+ * the rest back. */
 START_TEST(remote_chain_links_and_hints)
 {
   hak_owner_t *o = backend_owner_new();
   unsigned c = hak_class_of(48);
-  hak_superslab_t *ss = backend_ss_new(o, c);
+  hak_superslab_t *ss = backend_ss_new(o, c), *other = backend_ss_new(o, c);
   enum { N = 13 };
   void *blk[N];
-  void *h, *t;
+  void *h, *t, *stranger;
+  ck_assert_uint_eq(backend_ss_take(other, 1, &stranger, &t), 1);
   ck_assert_uint_eq(backend_ss_take(ss, N, &h, &t), N);
   for (unsigned i = 0; i < N; i++, h = *(void **)h) {
     blk[i] = h;
     ((uintptr_t *)h)[1] = 0x5eed + i;
   }
-  hak_remote_chain_t chain;
-  chain.n = 0;
-  for (unsigned i = 0; i < N; i++)
-    remote_chain_add(&chain, blk[N - 1 - i]); /* backwards: not carving order */
-  ck_assert_uint_eq(chain.n, N);
-  ck_assert_ptr_eq(chain.head, blk[N - 1]);
-  ck_assert_ptr_eq(chain.tail, blk[0]);
+  /* the list: blk[N-1] -> ... -> blk[0] (not carving order) -> stranger */
+  for (unsigned i = 1; i < N; i++)
+    *(void **)blk[i] = blk[i - 1];
+  *(void **)blk[0] = stranger;
+  const uintptr_t base = hak_ss_base_of(blk[N - 1]);
+  void *tail, *rest;
+  ck_assert_uint_eq(remote_run_cut(blk[N - 1], base, 5, &tail, &rest), 5);
+  ck_assert_ptr_eq(tail, blk[N - 5]);
+  ck_assert_ptr_eq(rest, blk[N - 6]);
+  ck_assert_uint_eq(remote_run_cut(blk[N - 1], base, N + 1, &tail, &rest), N);
+  ck_assert_ptr_eq(tail, blk[0]);
+  ck_assert_ptr_eq(rest, stranger);
   for (unsigned i = 0; i < N; i++) {
     void *b = blk[N - 1 - i];
     if (i + 1 < N)
@@ -329,10 +337,27 @@ START_TEST(remote_chain_links_and_hints)
     else
       ck_assert_uint_eq(hint, 0);
   }
-  backend_remote_free(ss, chain.head, chain.tail);
+  backend_remote_free(ss, blk[N - 1], blk[0]);
   ck_assert_uint_eq(ss->used, N);
-  ck_assert_uint_eq(backend_ss_drain(ss), N);
-  ck_assert_uint_eq(ss->used, 0);
+  /* 5 go straight out, in chain order; the other 8 go back on the slabs */
+  ck_assert_uint_eq(backend_ss_take(ss, 5, &h, &t), 5);
+  ck_assert(!ss_has_remote(ss));
+  ck_assert_uint_eq(ss->used, 5);
+  for (unsigned i = 0; i < 5; i++, h = *(void **)h)
+    ck_assert_ptr_eq(h, blk[N - 1 - i]);
+  ck_assert_ptr_eq(t, blk[N - 5]);
+  /* a take of more than the chain holds goes on with the slabs */
+  *(void **)blk[N - 1] = blk[N - 2];
+  backend_remote_free(ss, blk[N - 1], blk[N - 2]);
+  ck_assert_uint_eq(backend_ss_take(ss, 3, &h, &t), 3);
+  ck_assert_ptr_eq(h, blk[N - 1]);
+  ck_assert_ptr_eq(*(void **)h, blk[N - 2]);
+  ck_assert_uint_eq(ss->used, 6);
+  /* and a drain takes a whole chain back */
+  *(void **)blk[N - 1] = blk[N - 2];
+  backend_remote_free(ss, blk[N - 1], blk[N - 2]);
+  ck_assert_uint_eq(backend_ss_drain(ss), 2);
+  ck_assert_uint_eq(ss->used, 4);
   backend_owner_retire(o);
 }
 END_TEST
