@@ -547,12 +547,47 @@ unsigned backend_ss_free_local(hak_superslab_t *ss, void *p)
   return put_back(ss, p);
 }
 
+#if !HAK_HARDENED
+/* Plain links: the blocks of one slab that come together in the chain (the
+ * usual case: a freeing thread sends what it freed in order) are linked
+ * already, and go onto the slab's free list in one splice, its counts
+ * moved once. */
+static unsigned drain_chain(hak_superslab_t *ss, void *b)
+{
+  unsigned n = 0;
+  while (b) {
+    const unsigned s = hak_slab_index(ss, b);
+    hak_slab_t *sl = &ss->slabs[s];
+    void *const first = b, *const top = sl->free;
+    void *last;
+    unsigned k = 0;
+    do {
+      if (hak_unlikely(b == top)) /* on its slab's free list already */
+        hak_os_fatal("free", "double free detected", b);
+      remote_prefetch_hint(b);
+      last = b;
+      b = *(void **)b;
+      k++;
+    } while (b && hak_slab_index(ss, b) == s);
+    if (hak_unlikely(k > sl->used)) /* more blocks back than were out */
+      hak_os_fatal("free", "double free detected", first);
+    *(void **)last = top;
+    sl->free = first;
+    sl->used = (uint16_t)(sl->used - k);
+    slab_reset_if_idle(sl);
+    ss->room_mask |= 1u << s;
+    ss->used -= k;
+    n += k;
+  }
+  return n;
+}
+#else
+/* Hardened links are encoded per block: one block at a time. */
 static unsigned drain_chain(hak_superslab_t *ss, void *b)
 {
   unsigned n = 0;
   while (b) {
     void *next = *(void **)b;
-    remote_prefetch_hint(b);
     remote_block_check(ss, b);
     put_back(ss, b);
     b = next;
@@ -560,6 +595,7 @@ static unsigned drain_chain(hak_superslab_t *ss, void *b)
   }
   return n;
 }
+#endif
 
 unsigned backend_ss_drain(hak_superslab_t *ss)
 {
