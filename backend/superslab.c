@@ -425,9 +425,8 @@ static unsigned drain_chain(hak_superslab_t *ss, void *b);
  * and never put back, so no slab's count moves (they stay out): one walk
  * instead of a drain onto the slabs and a second walk over their lists.
  * The rest of the chain goes back on the slabs, so that the takes after
- * this one carve and reuse in slab order again (they keep the blocks out
- * on few slabs, and the others idle: a chain kept for later takes spread
- * them, and a churn after a burst of remote frees kept twice the pages). */
+ * this one reuse slab by slab again (the blocks out stay on few slabs, and
+ * the others can go idle and give their pages back). */
 static unsigned take_remote(hak_superslab_t *ss, unsigned max, void **head_out, void **tail_out)
 {
   void *b = atomic_exchange_explicit(&ss->remote_head, NULL, memory_order_acquire);
@@ -559,18 +558,19 @@ static unsigned drain_chain(hak_superslab_t *ss, void *b)
     const unsigned s = hak_slab_index(ss, b);
     hak_slab_t *sl = &ss->slabs[s];
     void *const first = b, *const top = sl->free;
+    const unsigned out = sl->used;
     void *last;
     unsigned k = 0;
     do {
-      if (hak_unlikely(b == top)) /* on its slab's free list already */
+      /* on its slab's free list already, or more blocks back than were
+       * out (a block pushed twice: the chain then runs in a cycle) */
+      if (hak_unlikely(b == top || k == out))
         hak_os_fatal("free", "double free detected", b);
       remote_prefetch_hint(b);
       last = b;
       b = *(void **)b;
       k++;
     } while (b && hak_slab_index(ss, b) == s);
-    if (hak_unlikely(k > sl->used)) /* more blocks back than were out */
-      hak_os_fatal("free", "double free detected", first);
     *(void **)last = top;
     sl->free = first;
     sl->used = (uint16_t)(sl->used - k);

@@ -9,6 +9,7 @@
 #include <check.h>
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -362,6 +363,35 @@ START_TEST(remote_chain_links_and_hints)
 }
 END_TEST
 
+/* A block freed twice by other threads: its second push links it to the
+ * chain in front of it, so the chain runs in a cycle. The owner must stop
+ * with the double-free message, not walk the cycle forever. in_drain picks
+ * a drain or a take (which hands out 2 blocks and drains the rest). */
+static void remote_cycle_aborts(bool in_drain)
+{
+  hak_owner_t *o = backend_owner_new();
+  unsigned c = hak_class_of(80);
+  hak_superslab_t *ss = backend_ss_new(o, c);
+  void *h, *t;
+  ck_assert_uint_eq(backend_ss_take(ss, 3, &h, &t), 3);
+  void *x = h, *y = *(void **)h, *z = *(void **)y;
+  backend_remote_free(ss, x, x);
+  backend_remote_free(ss, y, y);
+  backend_remote_free(ss, z, z);
+  backend_remote_free(ss, x, x); /* x -> z -> y -> x -> ... */
+  if (in_drain)
+    backend_ss_drain(ss);
+  else
+    backend_ss_take(ss, 2, &h, &t);
+  ck_abort_msg("a remote chain with a cycle was walked without an abort");
+}
+
+START_TEST(remote_double_free_aborts_in_drain) { remote_cycle_aborts(true); }
+END_TEST
+
+START_TEST(remote_double_free_aborts_in_take) { remote_cycle_aborts(false); }
+END_TEST
+
 /* Producer/consumer at the backend level: every block freed remotely comes
  * back to its owner through the inbox, so the owner maps nothing new. */
 static void *remote_freer(void *arg)
@@ -554,6 +584,8 @@ int main(void)
   tcase_add_test(ts, release_adopt_and_remote_free);
   tcase_add_test(ts, remote_chain_links_and_hints);
   tcase_add_test(ts, remote_frees_come_back);
+  tcase_add_test_raise_signal(ts, remote_double_free_aborts_in_drain, SIGABRT);
+  tcase_add_test_raise_signal(ts, remote_double_free_aborts_in_take, SIGABRT);
   suite_add_tcase(s, ts);
   TCase *tl = tcase_create("large");
   tcase_set_timeout(tl, 60);
