@@ -399,9 +399,10 @@ static inline void slab_reset_if_idle(hak_slab_t *sl)
   }
 }
 
-/* A block of ss's remote chain is out (counted in used) and not on its
- * slab's free list: anything else means it was freed twice. */
-static inline void remote_block_check(hak_superslab_t *ss, void *b)
+/* A block coming back (freed locally, or on ss's remote chain) is out
+ * (counted in used) and not on its slab's free list: anything else means
+ * it was freed twice. */
+static inline void block_out_check(hak_superslab_t *ss, void *b)
 {
   const hak_slab_t *sl = &ss->slabs[hak_slab_index(ss, b)];
   if (hak_unlikely(sl->used == 0 || sl->free == b))
@@ -436,7 +437,7 @@ static unsigned take_remote(hak_superslab_t *ss, unsigned max, void **head_out, 
   while (b && n < max) {
     void *next = *(void **)b;
     remote_prefetch_hint(b);
-    remote_block_check(ss, b);
+    block_out_check(ss, b);
     tail = b;
     b = next;
     n++;
@@ -540,9 +541,7 @@ static inline unsigned put_back(hak_superslab_t *ss, void *p)
 
 unsigned backend_ss_free_local(hak_superslab_t *ss, void *p)
 {
-  hak_slab_t *sl = &ss->slabs[hak_slab_index(ss, p)];
-  if (hak_unlikely(sl->free == p || sl->used == 0))
-    hak_os_fatal("free", "double free detected", p);
+  block_out_check(ss, p);
   return put_back(ss, p);
 }
 
@@ -588,7 +587,7 @@ static unsigned drain_chain(hak_superslab_t *ss, void *b)
   unsigned n = 0;
   while (b) {
     void *next = *(void **)b;
-    remote_block_check(ss, b);
+    block_out_check(ss, b);
     put_back(ss, b);
     b = next;
     n++;
