@@ -122,3 +122,10 @@ uint64_t hak_random64(void)
   x *= 0x94d049bb133111ebull;
   return x ^ (x >> 31);
 }
+
+uint32_t hak_clock_ms(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return (uint32_t)((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
+}

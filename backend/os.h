@@ -24,6 +24,10 @@ size_t hak_fmt_hex(char *buf, unsigned long long v) HAK_INTERNAL;
  * mixing function. For secrets of the hardened build, not cryptography. */
 uint64_t hak_random64(void) HAK_INTERNAL;
 
+/* Milliseconds on a coarse monotonic clock (a few ms of resolution; wraps
+ * after 49 days: compare with differences). For slow paths only. */
+uint32_t hak_clock_ms(void) HAK_INTERNAL;
+
 static inline size_t hak_align_up(size_t n, size_t a) { return (n + a - 1) & ~(a - 1); }
 
 #endif /* HAK_OS_H */

@@ -43,7 +43,7 @@
 
 enum { NOTIFY_ARMED = 0, NOTIFY_NOTIFYING = 1, NOTIFY_NOTIFIED = 2, NOTIFY_NEVER = 3 };
 
-#define FREE_TIER_MAX 8u     /* empty SuperSlabs kept (decommitted) for reuse */
+#define FREE_CLEAN_KEEP 8u   /* decommitted empty SuperSlabs kept for reuse */
 #define RETIRE_BATCH  8u     /* unmap after one grace period for this many */
 
 static pthread_mutex_t backend_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -57,12 +57,15 @@ static pthread_mutex_t backend_lock = PTHREAD_MUTEX_INITIALIZER;
 #define RESERVE_MAX 32u
 static char *reserve_next, *reserve_end;
 static unsigned reserve_size = RESERVE_MIN;
-static hak_superslab_t *free_tier;
-static unsigned free_tier_len;
+/* The free tier: empty SuperSlabs, those with pages still resident (reused
+ * first: no fault) and those decommitted by the decay. */
+static hak_superslab_t *free_dirty, *free_clean;
+static unsigned free_dirty_len, free_clean_len;
 static hak_superslab_t *retire_list;
 static unsigned retire_len;
 static pthread_mutex_t owners_lock = PTHREAD_MUTEX_INITIALIZER; /* the live list */
 static hak_owner_t *owners_live;
+static unsigned owners_live_count; /* written under owners_lock */
 static _Atomic uint32_t next_tid = 1;
 
 static _Atomic uint64_t ss_mapped[HAK_NUM_CLASSES];
@@ -145,7 +148,9 @@ hak_owner_t *backend_owner_new(void)
   memset(o, 0, sizeof *o);
   pthread_mutex_init(&o->lock, NULL);
   o->tid = atomic_fetch_add_explicit(&next_tid, 1, memory_order_relaxed);
+  o->decay_ms = hak_clock_ms();
   pthread_mutex_lock(&owners_lock);
+  __atomic_store_n(&owners_live_count, owners_live_count + 1, __ATOMIC_RELAXED);
   o->live_next = owners_live;
   if (owners_live)
     owners_live->live_prev = o;
@@ -164,6 +169,7 @@ void backend_owner_retire(hak_owner_t *o)
     owners_live = o->live_next;
   if (o->live_next)
     o->live_next->live_prev = o->live_prev;
+  __atomic_store_n(&owners_live_count, owners_live_count - 1, __ATOMIC_RELAXED);
   pthread_mutex_unlock(&owners_lock);
   backend_owner_lock(o); /* wait out a trim that is helping this owner */
   backend_owner_unlock(o);
@@ -345,6 +351,9 @@ static void slab_colour(hak_superslab_t *ss, hak_slab_t *sl, unsigned bs)
   sl->line = (uint16_t)(colour & (HAK_PAGE_SIZE - 1));
 }
 
+/* Set ss up for class cls. Its slabs' dirt is kept: a SuperSlab reused
+ * from the free tier may have pages resident, which the decay must still
+ * see (a fresh one starts all CLEAN, see backend_ss_new). */
 static void ss_init(hak_superslab_t *ss, unsigned cls)
 {
   const hak_class_info_t *ci = &hak_class_info[cls];
@@ -373,7 +382,8 @@ static void ss_init(hak_superslab_t *ss, unsigned cls)
     sl->free = NULL;
     sl->used = 0;
     sl->carved = 0;
-    sl->dirty = 0;
+    if (sl->dirty == HAK_SLAB_IDLE_SEEN)
+      sl->dirty = HAK_SLAB_DIRTY;
     sl->capacity = (uint16_t)end;
     slab_colour(ss, sl, ci->size);
     if (end) {
@@ -618,35 +628,19 @@ static void unmap_retired(hak_superslab_t *list)
   }
 }
 
-/* ss is empty and reachable by no list: clear its tag, give its pages back
- * and keep it for reuse, or retire it for unmapping. */
+/* ss is empty and reachable by no list: clear its tag and keep it in the
+ * free tier for reuse, pages and all: the decay gives them back once they
+ * have stayed unused for the purge delay (backend_purge). */
 static void ss_to_free_tier(hak_superslab_t *ss)
 {
   registry_clear_tag((uintptr_t)ss->base);
   ss->tier = HAK_TIER_FREE;
   atomic_store_explicit(&ss->owner, NULL, memory_order_relaxed);
-  bool any_dirty = false;
-  for (unsigned s = HAK_SS_FIRST_SLAB; s < HAK_SLABS_PER_SS; s++)
-    any_dirty |= ss->slabs[s].dirty != 0;
-  if (any_dirty)
-    hak_os_decommit(ss->base + HAK_SS_DATA_START, HAK_SS_SIZE - HAK_SS_DATA_START);
-  hak_superslab_t *to_unmap = NULL;
   pthread_mutex_lock(&backend_lock);
-  if (free_tier_len < FREE_TIER_MAX) {
-    ss->free_next = free_tier;
-    free_tier = ss;
-    free_tier_len++;
-  } else {
-    ss->free_next = retire_list;
-    retire_list = ss;
-    if (++retire_len >= RETIRE_BATCH) {
-      to_unmap = retire_list;
-      retire_list = NULL;
-      retire_len = 0;
-    }
-  }
+  ss->free_next = free_dirty;
+  free_dirty = ss;
+  free_dirty_len++;
   pthread_mutex_unlock(&backend_lock);
-  unmap_retired(to_unmap);
 }
 
 /* A fresh SuperSlab-sized mapping, aligned to its size; NULL when the
@@ -701,16 +695,19 @@ size_t backend_trim(void)
   reserve_release();
   pthread_mutex_lock(&backend_lock);
   hak_superslab_t *list = retire_list;
-  size_t n = retire_len + free_tier_len;
-  if (free_tier) {
-    hak_superslab_t *t = free_tier;
-    while (t->free_next)
-      t = t->free_next;
-    t->free_next = list;
-    list = free_tier;
+  size_t n = retire_len + free_dirty_len + free_clean_len;
+  hak_superslab_t *tiers[2] = {free_dirty, free_clean};
+  for (unsigned i = 0; i < 2; i++) {
+    hak_superslab_t *t = tiers[i];
+    while (t) {
+      hak_superslab_t *next = t->free_next;
+      t->free_next = list;
+      list = t;
+      t = next;
+    }
   }
-  free_tier = NULL;
-  free_tier_len = 0;
+  free_dirty = free_clean = NULL;
+  free_dirty_len = free_clean_len = 0;
   retire_list = NULL;
   retire_len = 0;
   pthread_mutex_unlock(&backend_lock);
@@ -718,43 +715,53 @@ size_t backend_trim(void)
   return n * HAK_SS_SIZE;
 }
 
-/* dirty: 0 clean (pages given back), 1 touched, 2 touched and seen idle by
- * the last decay pass. */
-enum { SLAB_CLEAN = 0, SLAB_DIRTY = 1, SLAB_IDLE_SEEN = 2 };
-
-static size_t slab_decommit(hak_superslab_t *ss, unsigned s)
+/* Give back the pages of ss's idle slabs: all of them (all_idle), or those
+ * a previous pass already found idle, marking the others for the next one
+ * (*pending set). Neighbouring slabs go back in one call. Returns the bytes
+ * given back. */
+static size_t ss_decommit_where(hak_superslab_t *ss, bool all_idle, bool *pending)
 {
-  hak_slab_t *sl = &ss->slabs[s];
-  sl->free = NULL;
-  sl->carved = 0;
-  sl->dirty = SLAB_CLEAN;
-  slab_randomize(sl);
-  hak_os_decommit(slab_base(ss, s), HAK_SLAB_SIZE);
-  return HAK_SLAB_SIZE;
+  size_t bytes = 0;
+  unsigned run = 0, run_len = 0; /* slabs [run, run + run_len) to give back */
+  for (unsigned s = HAK_SS_FIRST_SLAB; s <= HAK_SLABS_PER_SS; s++) {
+    bool give = false;
+    if (s < HAK_SLABS_PER_SS) {
+      hak_slab_t *sl = &ss->slabs[s];
+      if (sl->used == 0 && sl->dirty != HAK_SLAB_CLEAN) {
+        if (all_idle || sl->dirty == HAK_SLAB_IDLE_SEEN) {
+          give = true;
+          sl->free = NULL;
+          sl->carved = 0;
+          sl->dirty = HAK_SLAB_CLEAN;
+          slab_randomize(sl);
+        } else {
+          sl->dirty = HAK_SLAB_IDLE_SEEN;
+          *pending = true;
+        }
+      }
+    }
+    if (give) {
+      if (run_len == 0)
+        run = s;
+      run_len++;
+    } else if (run_len) {
+      hak_os_decommit(slab_base(ss, run), (size_t)run_len << HAK_SLAB_SHIFT);
+      bytes += (size_t)run_len << HAK_SLAB_SHIFT;
+      run_len = 0;
+    }
+  }
+  return bytes;
 }
 
 size_t backend_ss_decommit_idle(hak_superslab_t *ss)
 {
-  size_t bytes = 0;
-  for (unsigned s = HAK_SS_FIRST_SLAB; s < HAK_SLABS_PER_SS; s++)
-    if (ss->slabs[s].used == 0 && ss->slabs[s].dirty != SLAB_CLEAN)
-      bytes += slab_decommit(ss, s);
-  return bytes;
+  bool pending = false;
+  return ss_decommit_where(ss, true, &pending);
 }
 
-size_t backend_ss_decay(hak_superslab_t *ss)
+size_t backend_ss_decay(hak_superslab_t *ss, bool *pending)
 {
-  size_t bytes = 0;
-  for (unsigned s = HAK_SS_FIRST_SLAB; s < HAK_SLABS_PER_SS; s++) {
-    hak_slab_t *sl = &ss->slabs[s];
-    if (sl->used != 0 || sl->dirty == SLAB_CLEAN)
-      continue;
-    if (sl->dirty == SLAB_IDLE_SEEN)
-      bytes += slab_decommit(ss, s);
-    else
-      sl->dirty = SLAB_IDLE_SEEN;
-  }
-  return bytes;
+  return ss_decommit_where(ss, false, pending);
 }
 
 /* ---- Ownership ---------------------------------------------------------- */
@@ -762,10 +769,13 @@ size_t backend_ss_decay(hak_superslab_t *ss)
 hak_superslab_t *backend_ss_new(hak_owner_t *o, unsigned cls)
 {
   pthread_mutex_lock(&backend_lock);
-  hak_superslab_t *ss = free_tier;
+  hak_superslab_t *ss = free_dirty;
   if (ss) {
-    free_tier = ss->free_next;
-    free_tier_len--;
+    free_dirty = ss->free_next;
+    free_dirty_len--;
+  } else if ((ss = free_clean) != NULL) {
+    free_clean = ss->free_next;
+    free_clean_len--;
   }
   pthread_mutex_unlock(&backend_lock);
   if (!ss) {
@@ -778,6 +788,8 @@ hak_superslab_t *backend_ss_new(hak_owner_t *o, unsigned cls)
       return NULL;
     }
     ss->base = base;
+    for (unsigned s = 0; s < HAK_SLABS_PER_SS; s++)
+      ss->slabs[s].dirty = HAK_SLAB_CLEAN;
     if (HAK_HARDENED) {
       /* guards: slab 0, and the SuperSlab's last page */
       mprotect(base, HAK_SLAB_SIZE, PROT_NONE);
@@ -902,9 +914,8 @@ static bool collect_ownerless(hak_superslab_t *ss)
     ss_to_free_tier(ss);
     return true;
   }
-  /* Nobody carves from an ownerless SuperSlab until it is adopted: its
-   * idle slabs give their pages back now (the rest waits for its blocks). */
-  backend_ss_decommit_idle(ss);
+  /* Its idle slabs keep their pages until the decay finds them unused for
+   * the purge delay: an adopter may carve from them first. */
   if (ss_has_room(ss))
     registry_index_push(cls, &ss->index_link);
   registry_index_unlock(cls);
@@ -983,8 +994,7 @@ void backend_ss_release(hak_owner_t *o, hak_superslab_t *ss)
     ss_to_free_tier(ss);
     return;
   }
-  backend_ss_decommit_idle(ss); /* as in collect_ownerless */
-  if (ss_has_room(ss))
+  if (ss_has_room(ss)) /* its idle slabs decay as in collect_ownerless */
     registry_index_push(cls, &ss->index_link);
   registry_index_unlock(cls);
 }
@@ -1015,6 +1025,162 @@ size_t backend_trim_others(hak_owner_t *self, hak_owner_trim_fn hook)
   return bytes;
 }
 
+/* ---- Decay by time ----------------------------------------------------- */
+
+static _Atomic uint32_t purge_delay_ms = 100;
+static _Atomic uint32_t purge_last_ms;   /* when the last global pass started */
+static _Atomic int purge_busy;          /* a global pass is running */
+
+void backend_set_purge_delay(unsigned ms) { atomic_store_explicit(&purge_delay_ms, ms, memory_order_relaxed); }
+unsigned backend_purge_delay(void) { return atomic_load_explicit(&purge_delay_ms, memory_order_relaxed); }
+unsigned backend_live_owners(void) { return __atomic_load_n(&owners_live_count, __ATOMIC_RELAXED); }
+
+/* One decay pass over o's SuperSlabs (o's lock held). A helper (another
+ * thread, o gone quiet) first drains their remote frees, so blocks other
+ * threads gave back count as idle; the SuperSlabs stay on o's inbox, and o
+ * files them as usual when it wakes. */
+static bool owner_decay_locked(hak_owner_t *o, uint32_t now, bool helping)
+{
+  bool pending = false;
+  for (hak_superslab_t *ss = o->owned; ss; ss = ss->own_next) {
+    if (helping && ss_has_remote(ss))
+      backend_ss_drain(ss);
+    backend_ss_decay(ss, &pending);
+  }
+  __atomic_store_n(&o->decay_ms, now, __ATOMIC_RELAXED);
+  return pending;
+}
+
+/* The free tier's pass: SuperSlabs with resident pages give them back once
+ * two passes found them in the tier (unused for at least a delay); the
+ * decommitted ones beyond FREE_CLEAN_KEEP are unmapped. The madvise calls
+ * run outside backend_lock, on a list taken off the tier. */
+static bool free_tier_decay(void)
+{
+  bool pending = false;
+  pthread_mutex_lock(&backend_lock);
+  hak_superslab_t *list = free_dirty;
+  free_dirty = NULL;
+  free_dirty_len = 0;
+  pthread_mutex_unlock(&backend_lock);
+  hak_superslab_t *still = NULL, *clean = NULL;
+  unsigned still_n = 0, clean_n = 0;
+  while (list) {
+    hak_superslab_t *ss = list, *next = ss->free_next;
+    backend_ss_decay(ss, &pending);
+    bool dirty = false;
+    for (unsigned s = HAK_SS_FIRST_SLAB; s < HAK_SLABS_PER_SS; s++)
+      dirty |= ss->slabs[s].dirty != HAK_SLAB_CLEAN;
+    if (dirty) {
+      ss->free_next = still;
+      still = ss;
+      still_n++;
+    } else {
+      ss->free_next = clean;
+      clean = ss;
+      clean_n++;
+    }
+    list = next;
+  }
+  hak_superslab_t *to_unmap = NULL;
+  pthread_mutex_lock(&backend_lock);
+  while (still) { /* back on the tier, behind what came meanwhile */
+    hak_superslab_t *next = still->free_next;
+    still->free_next = free_dirty;
+    free_dirty = still;
+    free_dirty_len++;
+    still = next;
+  }
+  while (clean) {
+    hak_superslab_t *next = clean->free_next;
+    if (free_clean_len < FREE_CLEAN_KEEP) {
+      clean->free_next = free_clean;
+      free_clean = clean;
+      free_clean_len++;
+    } else {
+      clean->free_next = retire_list;
+      retire_list = clean;
+      retire_len++;
+    }
+    clean = next;
+  }
+  if (retire_len >= RETIRE_BATCH || (retire_len && !pending)) {
+    to_unmap = retire_list;
+    retire_list = NULL;
+    retire_len = 0;
+  }
+  pthread_mutex_unlock(&backend_lock);
+  (void)still_n, (void)clean_n;
+  unmap_retired(to_unmap);
+  return pending;
+}
+
+/* Ownerless SuperSlabs with room (the registry index): touched only under
+ * their class lock. */
+static bool ownerless_decay(void)
+{
+  bool pending = false;
+  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+    if (registry_index_length(c) == 0)
+      continue;
+    registry_index_lock(c);
+    for (hak_reg_link_t *l = registry_index_next(c, NULL); l; l = registry_index_next(c, l)) {
+      hak_superslab_t *ss = (hak_superslab_t *)((char *)l - offsetof(hak_superslab_t, index_link));
+      backend_ss_decay(ss, &pending);
+    }
+    registry_index_unlock(c);
+  }
+  return pending;
+}
+
+/* Owners that ran no pass of their own for two delays (a thread that
+ * stopped calling the allocator) get one from here. A busy owner (its lock
+ * taken) is left alone: it is awake and runs its own. */
+static bool quiet_owners_decay(uint32_t now, uint32_t delay)
+{
+  bool pending = false;
+  pthread_mutex_lock(&owners_lock);
+  for (hak_owner_t *o = owners_live; o; o = o->live_next) {
+    if (now - __atomic_load_n(&o->decay_ms, __ATOMIC_RELAXED) < 2 * delay)
+      continue;
+    if (pthread_mutex_trylock(&o->lock) != 0)
+      continue;
+    pending |= owner_decay_locked(o, now, true);
+    pthread_mutex_unlock(&o->lock);
+  }
+  pthread_mutex_unlock(&owners_lock);
+  return pending;
+}
+
+bool backend_purge(uint32_t now)
+{
+  int idle = 0;
+  if (!atomic_compare_exchange_strong(&purge_busy, &idle, 1))
+    return true; /* another thread is at it */
+  atomic_store_explicit(&purge_last_ms, now, memory_order_relaxed);
+  const uint32_t delay = backend_purge_delay();
+  bool pending = quiet_owners_decay(now, delay);
+  pending |= ownerless_decay();
+  pending |= free_tier_decay();
+  atomic_store_explicit(&purge_busy, 0, memory_order_release);
+  return pending;
+}
+
+void backend_tick_slow(hak_owner_t *o)
+{
+  o->ticks = 0;
+  const uint32_t now = hak_clock_ms(), delay = backend_purge_delay();
+  if (now - __atomic_load_n(&o->decay_ms, __ATOMIC_RELAXED) >= delay) {
+    backend_owner_lock(o);
+    owner_decay_locked(o, now, false);
+    backend_owner_unlock(o);
+  }
+  /* The global pass is the purge thread's; a thread's slow path runs it
+   * when it is overdue (no purge thread, or one that fell behind). */
+  if (now - atomic_load_explicit(&purge_last_ms, memory_order_relaxed) >= 2 * delay + 1)
+    backend_purge(now);
+}
+
 void backend_fork_prepare_owners(void) { pthread_mutex_lock(&owners_lock); }
 
 void backend_fork_prepare(void) { pthread_mutex_lock(&backend_lock); }
@@ -1025,6 +1191,7 @@ void backend_fork_parent(void)
 }
 void backend_fork_child(void)
 {
+  atomic_store_explicit(&purge_busy, 0, memory_order_relaxed); /* its runner is not in the child */
   pthread_mutex_init(&backend_lock, NULL);
   pthread_mutex_init(&owners_lock, NULL);
 }

@@ -10,8 +10,18 @@
  * registry index lock; it sits in that index while it has room.
  *
  * Tiers: HOT (owned), DRAINING (ownerless, still has live blocks), FREE
- * (empty: kept decommitted in a small cache for reuse, or unmapped after an
- * RCU grace period).
+ * (empty: kept for reuse, its pages resident until they have stayed unused
+ * for the purge delay; a few decommitted ones kept, the rest unmapped after
+ * an RCU grace period).
+ *
+ * Decay. Pages go back to the OS by time, never because a count says so:
+ * a slab with no block out keeps its pages until it has stayed idle for
+ * at least the purge delay (two decay passes a delay apart find it idle and
+ * unused in between), so memory freed and reused within the delay faults
+ * nothing in. The owner runs the passes over its SuperSlabs from its slow
+ * paths (backend_tick); a global pass (backend_purge: the free tier, the
+ * ownerless SuperSlabs, and owners that have gone quiet) runs from any
+ * thread's slow path or from the front's purge thread.
  *
  * Remote-free notification. A SuperSlab that receives its first remote block
  * while its owner is not looking is pushed once onto the owner's inbox, so
@@ -45,12 +55,19 @@
 
 enum hak_ss_tier { HAK_TIER_HOT = 1, HAK_TIER_DRAINING = 2, HAK_TIER_FREE = 3 };
 
+/* A slab's pages: CLEAN (decommitted or never touched: they cost no RSS),
+ * DIRTY (touched; in use, or idle since the last decay pass), IDLE_SEEN
+ * (touched, and idle at the last decay pass: the next pass that still
+ * finds it idle gives its pages back). Carving from a slab makes it
+ * DIRTY again. */
+enum hak_slab_dirt { HAK_SLAB_CLEAN = 0, HAK_SLAB_DIRTY = 1, HAK_SLAB_IDLE_SEEN = 2 };
+
 typedef struct hak_slab {
   void    *free;       /* local free list (owner only) */
   uint16_t used;       /* blocks out of this slab */
   uint16_t carved;     /* blocks carved so far */
   uint16_t capacity;   /* blocks the slab holds */
-  uint16_t dirty;      /* pages touched since the slab was last decommitted */
+  uint16_t dirty;      /* enum hak_slab_dirt: pages touched since last decommitted? */
   /* Hardened builds: the free list's links are encoded with this secret,
    * and carving visits block (mul * k + add) % capacity for k = 0, 1, ...
    * Plain builds: carving starts at block add (the first block of the
@@ -145,6 +162,8 @@ struct hak_owner {
   hak_superslab_t *owned;      /* every SuperSlab this owner holds */
   size_t owned_count;
   hak_owner_t *live_next, *live_prev;  /* all live owners, under the owners lock */
+  uint32_t decay_ms;   /* when the last decay pass over its SuperSlabs ran */
+  uint32_t ticks;      /* owner-private: slow-path events since the clock was read */
   void *user;                          /* the box above's per-thread state */
   /* Held by the owner around every slow-path operation on its SuperSlabs,
    * so that another thread's malloc_trim can do an idle owner's
@@ -265,10 +284,37 @@ size_t backend_trim_others(hak_owner_t *self, hak_owner_trim_fn hook) HAK_INTERN
 size_t backend_trim(void) HAK_INTERNAL;
 /* Owner only: decommit the pages of slabs with no block out. */
 size_t backend_ss_decommit_idle(hak_superslab_t *ss) HAK_INTERNAL;
-/* Owner only, called now and then: decommit the slabs that were already
- * idle at the previous call and still are (a slab in steady use is never
- * given back and faulted in again). */
-size_t backend_ss_decay(hak_superslab_t *ss) HAK_INTERNAL;
+/* Owner only (or under the lock that guards ss), one decay pass: decommit
+ * the slabs that were already idle at the previous pass and still are (a
+ * slab in steady use is never given back and faulted in again); mark the
+ * other idle ones. *pending is set when some idle slab waits for a pass. */
+size_t backend_ss_decay(hak_superslab_t *ss, bool *pending) HAK_INTERNAL;
+
+/* ---- Decay by time (see "Decay" above) -------------------------------- */
+
+/* The purge delay in milliseconds (0: idle pages go back at the next pass). */
+void     backend_set_purge_delay(unsigned ms) HAK_INTERNAL;
+unsigned backend_purge_delay(void) HAK_INTERNAL;
+
+/* Slow-path events between two reads of the clock in backend_tick. */
+#define HAK_TICK_EVERY 8u
+void backend_tick_slow(hak_owner_t *o) HAK_INTERNAL;
+/* The owner, from a slow path, with its lock NOT held: now and then, a
+ * decay pass over its SuperSlabs, and the global pass when it is overdue. */
+HAK_INLINE void backend_tick(hak_owner_t *o)
+{
+  if (hak_unlikely(++o->ticks >= HAK_TICK_EVERY))
+    backend_tick_slow(o);
+}
+
+/* The global pass at time now (hak_clock_ms): the free tier, the ownerless
+ * SuperSlabs, and the SuperSlabs of owners that ran no pass of their own
+ * for two delays (their remote frees are drained first). Any thread, no
+ * allocator lock held. Returns true when idle pages are still waiting for
+ * a later pass (the caller's next pass is worth running). */
+bool backend_purge(uint32_t now) HAK_INTERNAL;
+/* Live owners (threads that have allocated and not exited). */
+unsigned backend_live_owners(void) HAK_INTERNAL;
 
 /* Rare-event counters, always kept (global atomics). */
 uint64_t backend_ss_mapped(unsigned cls) HAK_INTERNAL;

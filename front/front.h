@@ -14,6 +14,13 @@ extern __thread uint8_t hak_thread_state HAK_INTERNAL;
  * armed). Cheap to call again. */
 void hak_thread_setup(void) HAK_INTERNAL;
 
+/* The purge thread (front/purge.c). setup: once per process, before any
+ * thread could start it; maybe_start: from a thread's set-up, no lock held. */
+void hak_purge_setup(void) HAK_INTERNAL;
+void hak_purge_thread_maybe_start(void) HAK_INTERNAL;
+void hak_purge_fork_child(void) HAK_INTERNAL;
+bool hak_purge_thread_running(void) HAK_INTERNAL;
+
 /* Statistics output at exit, as HAKMEM_STATS asks (front/stats.c). */
 void hak_stats_at_start(void) HAK_INTERNAL;
 void hak_stats_at_exit(void) HAK_INTERNAL;

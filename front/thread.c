@@ -15,7 +15,7 @@
  *
  * Fork: the prepare handler takes liburcu's locks and then every allocator
  * lock in lock order; the parent releases them, the child re-initialises
- * them. SuperSlabs owned by threads that do not exist in the child stay
+ * them (and has no purge thread until it starts one of its own). SuperSlabs owned by threads that do not exist in the child stay
  * with those owners (their memory is not reused in the child).
  */
 #include "front/front.h"
@@ -57,6 +57,7 @@ static void fork_parent(void)
 
 static void fork_child(void)
 {
+  hak_purge_fork_child();
   hak_stats_fork_child();
   large_fork_child();
   backend_fork_child();
@@ -79,6 +80,7 @@ static void global_setup(void)
 {
   int expected = 0;
   if (atomic_compare_exchange_strong(&global_state, &expected, 1)) {
+    hak_purge_setup();
     pthread_key_create(&thread_key, thread_teardown);
     uc_set_thread_setup(hak_thread_setup);
     pthread_atfork(fork_prepare, fork_parent, fork_child); /* may malloc */
@@ -100,6 +102,7 @@ void hak_thread_setup(void)
   uc_thread_init();
   global_setup();
   pthread_setspecific(thread_key, (void *)1);
+  hak_purge_thread_maybe_start(); /* a second thread: see front/purge.c */
 }
 
 __attribute__((constructor)) static void hakmem_constructor(void)

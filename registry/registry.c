@@ -139,7 +139,7 @@ void registry_index_push(unsigned c, hak_reg_link_t *l)
   h->next->prev = l;
   h->next = l;
   l->linked = true;
-  reg_index[c].length++;
+  __atomic_store_n(&reg_index[c].length, reg_index[c].length + 1, __ATOMIC_RELAXED);
 }
 
 void registry_index_remove(unsigned c, hak_reg_link_t *l)
@@ -150,7 +150,7 @@ void registry_index_remove(unsigned c, hak_reg_link_t *l)
   l->next->prev = l->prev;
   l->next = l->prev = NULL;
   l->linked = false;
-  reg_index[c].length--;
+  __atomic_store_n(&reg_index[c].length, reg_index[c].length - 1, __ATOMIC_RELAXED);
 }
 
 hak_reg_link_t *registry_index_pop(unsigned c)
@@ -164,7 +164,15 @@ hak_reg_link_t *registry_index_pop(unsigned c)
   return l;
 }
 
-size_t registry_index_length(unsigned c) { return reg_index[c].length; }
+hak_reg_link_t *registry_index_next(unsigned c, hak_reg_link_t *l)
+{
+  ensure_head(c);
+  hak_reg_link_t *h = &reg_index[c].head;
+  hak_reg_link_t *n = l ? l->next : h->next;
+  return n == h ? NULL : n;
+}
+
+size_t registry_index_length(unsigned c) { return __atomic_load_n(&reg_index[c].length, __ATOMIC_RELAXED); }
 
 void registry_fork_prepare_index(void)
 {

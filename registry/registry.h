@@ -127,10 +127,12 @@ typedef struct hak_reg_link {
 
 void            registry_index_lock(unsigned cls) HAK_INTERNAL;
 void            registry_index_unlock(unsigned cls) HAK_INTERNAL;
-/* The three below need the class lock held. */
+/* The four below need the class lock held. */
 void            registry_index_push(unsigned cls, hak_reg_link_t *link) HAK_INTERNAL;
 void            registry_index_remove(unsigned cls, hak_reg_link_t *link) HAK_INTERNAL;
 hak_reg_link_t *registry_index_pop(unsigned cls) HAK_INTERNAL;
+/* The entry after l (the first one when l is NULL), or NULL: a walk. */
+hak_reg_link_t *registry_index_next(unsigned cls, hak_reg_link_t *l) HAK_INTERNAL;
 size_t          registry_index_length(unsigned cls) HAK_INTERNAL;
 
 /* Counters of the registry itself (always kept: these are slow-path events). */

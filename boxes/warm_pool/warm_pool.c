@@ -22,12 +22,7 @@ typedef struct wp_class {
   uint32_t acquired;   /* SuperSlabs this class has taken on a miss */
   uint16_t budget;     /* prefill budget for the next miss */
   uint16_t budget_peak;
-  uint32_t refills;    /* refills and returns, for the decay pace */
 } wp_class_t;
-
-/* Every WP_DECAY_EVERY refills of a class, its pool's SuperSlabs give back
- * the slabs that stayed idle since the previous pass. */
-#define WP_DECAY_EVERY 16u
 
 /* A thread's pools. Only its owner lock's holder touches it: the thread
  * itself, or another thread's malloc_trim helping while it is idle. */
@@ -112,11 +107,10 @@ static bool pool_note_empty(wp_state_t *st, hak_superslab_t *ss)
     backend_ss_release(st->owner, ss);
     return false;
   } else {
-    /* Kept for the next refill, but without its pages: a SuperSlab's worth
-     * of frees is rare enough that faulting them in again costs little. */
+    /* Kept for the next refill; its pages go back if it stays unused for
+     * the purge delay (the backend's decay). */
     ss->empty_counted = 1;
     k->empties++;
-    backend_ss_decommit_idle(ss);
     return true;
   }
 }
@@ -127,9 +121,6 @@ static void take_inbox(void)
   while (ss) {
     hak_superslab_t *next = ss->pend_next;
     HAK_STAT_ADD(ss->cls, inbox_taken, 1);
-    /* What other threads freed back is mostly cold: idle slabs give their
-     * pages back rather than wait for the decay passes. */
-    backend_ss_decommit_idle(ss);
     if (ss->in_pool) {
       if (ss->used == 0)
         pool_note_empty(&wp_tls, ss);
@@ -207,21 +198,11 @@ static hak_superslab_t *acquire(unsigned cls)
   return ss;
 }
 
-/* Counts a slow-path event (refill or return) of class k; every
- * WP_DECAY_EVERY of them, a decay pass over k's pool. */
-static inline void pace_decay(wp_class_t *k)
-{
-  if (hak_unlikely(++k->refills % WP_DECAY_EVERY == 0))
-    for (hak_superslab_t *ss = k->top; ss; ss = ss->pool_next)
-      backend_ss_decay(ss);
-}
-
 #if HAK_WARM_POOL
 
 static unsigned refill_locked(unsigned cls, unsigned max, void **head, void **tail)
 {
   wp_class_t *k = &wp_tls.cls[cls];
-  pace_decay(k);
   for (hak_superslab_t *ss = k->top; ss; ss = k->top) {
     unsigned n = backend_ss_take(ss, max, head, tail);
     if (hak_likely(n)) {
@@ -297,6 +278,7 @@ unsigned warm_pool_refill(unsigned cls, unsigned max, void **head, void **tail)
   backend_owner_lock(wp_tls.owner);
   unsigned n = refill_locked(cls, max, head, tail);
   backend_owner_unlock(wp_tls.owner);
+  backend_tick(wp_tls.owner);
   return n;
 }
 
@@ -308,10 +290,10 @@ void *warm_pool_return(unsigned cls, void *head, unsigned n)
   if (me)
     backend_owner_lock(me);
   void *rest = return_locked(cls, head, n);
-  if (me && HAK_WARM_POOL)
-    pace_decay(&wp_tls.cls[cls]);
-  if (me)
+  if (me) {
     backend_owner_unlock(me);
+    backend_tick(me);
+  }
   return rest;
 }
 

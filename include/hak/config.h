@@ -35,6 +35,12 @@
 #ifndef HAK_RAW_COLOUR
 #define HAK_RAW_COLOUR 1
 #endif
+#ifndef HAK_RAW_PURGE_DELAY_MS
+#define HAK_RAW_PURGE_DELAY_MS 100
+#endif
+#ifndef HAK_RAW_PURGE_THREAD
+#define HAK_RAW_PURGE_THREAD 1
+#endif
 #ifndef HAK_RAW_VARIANT
 #define HAK_RAW_VARIANT "default"
 #endif
@@ -50,11 +56,16 @@
 #define HAK_PREFILL_ADAPTIVE HAK_RAW_PREFILL_ADAPTIVE
 #define HAK_HARDENED      HAK_RAW_HARDENED
 #define HAK_COLOUR        HAK_RAW_COLOUR
+#define HAK_PURGE_DELAY_MS HAK_RAW_PURGE_DELAY_MS
+#define HAK_PURGE_THREAD  HAK_RAW_PURGE_THREAD
 #define HAK_VARIANT       HAK_RAW_VARIANT
 #define HAK_VERSION       HAK_RAW_VERSION
 
 #if HAK_PREFILL < 0 || HAK_PREFILL > 64
 #error "prefill must be within 0..64"
+#endif
+#if HAK_PURGE_DELAY_MS < 0 || HAK_PURGE_DELAY_MS > 10000
+#error "purge_delay_ms must be within 0..10000"
 #endif
 #if HAK_WARM_POOL_MAX < 1 || HAK_WARM_POOL_MAX > 256
 #error "warm_pool_max must be within 1..256"
