@@ -64,6 +64,20 @@ static inline int32_t uc_limit(unsigned c)
   return uc_lim[c];
 }
 
+/* The free phase. A thread that keeps sending its own blocks back to its
+ * SuperSlabs (UC_FREE_PHASE_FLUSHES flushes in a row, no refill of any
+ * class in between) is tearing something down, not cycling blocks. What
+ * its bins would keep then only pins its slabs' pages (a slab's pages go
+ * back only once all of its blocks are in), and if the thread then goes
+ * quiet nobody can give them back: only the thread itself may touch its
+ * bins. So every bin gives its blocks back and caches nothing until its
+ * next refill, and the thread's first refill of any class ends the phase.
+ * Blocks of other threads (a consumer's frees) do not count: they go to
+ * their owners in batches as before. */
+#define UC_FREE_PHASE_FLUSHES 32u
+static __thread uint16_t uc_local_flushes;
+static __thread bool uc_free_phase;
+
 static inline unsigned uc_batch(unsigned c)
 {
   unsigned n = (unsigned)uc_limit(c) / 2;
@@ -201,6 +215,8 @@ void uc_thread_init(void)
 
 void *uc_refill(unsigned c)
 {
+  uc_local_flushes = 0;
+  uc_free_phase = false;
   if (uc_flush_streak[c] && uc_state == UC_LIVE) {
     /* drained since its last flush: the bin is used both ways */
     uc_flush_streak[c] = 0;
@@ -254,6 +270,27 @@ static void flush_n(unsigned c, int32_t fill, int32_t k)
   bin_rebase(c, fill - k);
 }
 
+static void free_phase_begin(void)
+{
+  uc_free_phase = true;
+  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+    int32_t fill = bin_fill(c);
+    if (fill > 0 && UC_BIN(c)->head)
+      flush_n(c, fill, fill);
+    uc_flush_streak[c] = UC_SINK_FLUSHES; /* its next refill gives the limit back */
+    bin_set_limit(c, 0);
+  }
+}
+
+/* After a flush of the live thread: count it towards the free phase. */
+static inline void free_phase_note_flush(void)
+{
+  if (warm_pool_last_local() == 0 || uc_free_phase)
+    return;
+  if (++uc_local_flushes >= UC_FREE_PHASE_FLUSHES)
+    free_phase_begin();
+}
+
 void uc_flush(unsigned c)
 {
   if (uc_state == UC_NEW) {
@@ -278,10 +315,13 @@ void uc_flush(unsigned c)
   int32_t k = uc_state == UC_LIVE ? fill - uc_limit(c) / 2 : fill;
   if (k > fill)
     k = fill;
-  if (k > 0)
+  if (k > 0) {
     flush_n(c, fill, k);
-  else
+    if (uc_state == UC_LIVE)
+      free_phase_note_flush();
+  } else {
     bin_rebase(c, fill);
+  }
 }
 
 void uc_double_free(void *p)

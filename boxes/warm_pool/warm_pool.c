@@ -28,6 +28,7 @@ typedef struct wp_class {
  * itself, or another thread's malloc_trim helping while it is idle. */
 typedef struct wp_state {
   hak_owner_t *owner;
+  unsigned last_local; /* blocks the last return put back on our own SuperSlabs */
   wp_class_t cls[HAK_NUM_CLASSES];
 } wp_state_t;
 
@@ -317,6 +318,7 @@ static inline bool return_local(hak_superslab_t *ss, void *b)
  * already a chain and goes to its owner as it is (see remote_run_cut). */
 static void *return_locked(unsigned cls, void *head, unsigned n)
 {
+  const unsigned n_in = n;
   hak_owner_t *me = wp_tls.owner;
   unsigned remote = 0;
   void *b = head;
@@ -340,6 +342,7 @@ static void *return_locked(unsigned cls, void *head, unsigned n)
   }
   if (remote)
     HAK_STAT_ADD(cls, remote_frees, remote);
+  wp_tls.last_local = n_in - remote;
   return b;
 }
 
@@ -384,6 +387,8 @@ size_t warm_pool_trim(void)
   backend_owner_unlock(wp_tls.owner);
   return bytes + backend_trim_others(wp_tls.owner, trim_hook);
 }
+
+unsigned warm_pool_last_local(void) { return wp_tls.last_local; }
 
 unsigned warm_pool_count(unsigned cls)
 {

@@ -47,6 +47,10 @@ unsigned warm_pool_refill(unsigned cls, unsigned max, void **head, void **tail) 
  * block's link as it was (what followed them: a bin's next block). */
 void *warm_pool_return(unsigned cls, void *head, unsigned n) HAK_INTERNAL;
 
+/* Of the blocks the calling thread's last warm_pool_return took, how many
+ * went back to its own SuperSlabs (the others to their owners). */
+unsigned warm_pool_last_local(void) HAK_INTERNAL;
+
 /* Give back what the calling thread's pools hold idle. Bytes released. */
 size_t warm_pool_trim(void) HAK_INTERNAL;
 

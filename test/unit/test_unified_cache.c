@@ -8,6 +8,7 @@
 #include "hakmem.h"
 
 #include <check.h>
+#include <pthread.h>
 #include <stdlib.h>
 
 static unsigned long long stat(const char *name)
@@ -171,6 +172,32 @@ START_TEST(double_free_probe)
 }
 END_TEST
 
+/* n blocks of class c from the calling thread's cache (NULL: out of memory). */
+static void take_blocks(unsigned c, void **blocks, unsigned n)
+{
+  for (unsigned i = 0; i < n; i++) {
+    blocks[i] = uc_pop(c);
+    if (!blocks[i])
+      blocks[i] = uc_refill(c);
+  }
+}
+
+typedef struct alloc_job {
+  unsigned c, n;
+  void **blocks;
+} alloc_job_t;
+
+/* Another thread allocates the blocks; its cache is emptied when it is done
+ * (its SuperSlabs stay its own). */
+static void *alloc_elsewhere(void *arg)
+{
+  alloc_job_t *job = arg;
+  uc_thread_init();
+  take_blocks(job->c, job->blocks, job->n);
+  uc_thread_exit();
+  return NULL;
+}
+
 /* A bin its thread only frees into (a consumer of other threads' blocks)
  * shrinks to a quarter of its limit; drained again, it gets it back. */
 START_TEST(sink_bin_shrinks_then_grows_back)
@@ -187,12 +214,13 @@ START_TEST(sink_bin_shrinks_then_grows_back)
   enum { N = 4000 };
   void **blocks = calloc(N, sizeof(void *));
   ck_assert_ptr_nonnull(blocks);
-  for (unsigned i = 0; i < N; i++) {
-    blocks[i] = uc_pop(c);
-    if (!blocks[i])
-      blocks[i] = uc_refill(c);
-  }
-  ck_assert_uint_eq(uc_bin_limit(c), max); /* allocating only: unchanged */
+  alloc_job_t job = {.c = c, .n = N, .blocks = blocks};
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, alloc_elsewhere, &job), 0);
+  ck_assert_int_eq(pthread_join(t, NULL), 0);
+  for (unsigned i = 0; i < N; i++)
+    ck_assert_ptr_nonnull(blocks[i]);
+  ck_assert_uint_eq(uc_bin_limit(c), max); /* nothing freed yet: unchanged */
   unsigned most = 0;
   for (unsigned i = 0; i < N; i++) {
     uc_push(c, blocks[i]);
@@ -204,11 +232,7 @@ START_TEST(sink_bin_shrinks_then_grows_back)
   /* The thread allocates again: the first refill after the flushes gives
    * the bin its whole limit back. */
   unsigned n = uc_bin_limit(c) + 1;
-  for (unsigned i = 0; i < n; i++) {
-    blocks[i] = uc_pop(c);
-    if (!blocks[i])
-      blocks[i] = uc_refill(c);
-  }
+  take_blocks(c, blocks, n);
   ck_assert_uint_eq(uc_bin_limit(c), max);
   for (unsigned i = 0; i < n; i++)
     uc_push(c, blocks[i]);
@@ -216,6 +240,59 @@ START_TEST(sink_bin_shrinks_then_grows_back)
   free(blocks);
   uc_thread_exit();
   ck_assert_uint_eq(uc_bin_limit(c), 0);
+}
+END_TEST
+
+/* A thread that frees many of its own blocks with no allocation between
+ * (the free phase) ends with empty bins: none of its slabs is pinned by
+ * blocks only it could give back. Its next refill of a class gives that
+ * bin its limit back. */
+START_TEST(free_phase_empties_the_bins)
+{
+  uc_thread_init();
+  const unsigned a = hak_class_of(64), b = hak_class_of(512);
+  const unsigned max_a = uc_bin_limit(a), max_b = uc_bin_limit(b);
+  if (!HAK_UNIFIED_CACHE) {
+    uc_thread_exit();
+    return;
+  }
+  enum { NA = 8000, NB = 100 };
+  void **ba = calloc(NA, sizeof(void *)), **bb = calloc(NB, sizeof(void *));
+  ck_assert_ptr_nonnull(ba);
+  ck_assert_ptr_nonnull(bb);
+  take_blocks(b, bb, NB);
+  take_blocks(a, ba, NA);
+  for (unsigned i = 0; i < NB; i++)
+    uc_push(b, bb[i]);
+  ck_assert_uint_gt(bin_len(b), 0); /* a few flushes: b still caches */
+  /* No ck_assert until the end: libcheck's own mallocs would refill bins.
+   * Dozens of flushes of our own blocks in a row: nothing stays cached. */
+  for (unsigned i = 0; i < NA; i++)
+    uc_push(a, ba[i]);
+  const unsigned len_a = bin_len(a), len_b = bin_len(b);
+  const unsigned lim_a = uc_bin_limit(a), lim_b = uc_bin_limit(b);
+  void *miss = uc_pop(b);
+  void *p = uc_refill(b);
+  const unsigned lim_b_after = uc_bin_limit(b), lim_a_after = uc_bin_limit(a);
+  const unsigned len_b_refilled = bin_len(b);
+  uc_push(b, p);
+  const unsigned len_b_after = bin_len(b); /* the phase is over: b caches again */
+  take_blocks(a, ba, 1);
+  const unsigned lim_a_refilled = uc_bin_limit(a);
+  ck_assert_uint_eq(len_a, 0);
+  ck_assert_uint_eq(len_b, 0);
+  ck_assert_uint_eq(lim_a, 0);
+  ck_assert_uint_eq(lim_b, 0);
+  ck_assert_ptr_null(miss);
+  ck_assert_ptr_nonnull(p);
+  ck_assert_uint_eq(lim_b_after, max_b);
+  ck_assert_uint_eq(lim_a_after, 0); /* a waits for a refill of its own */
+  ck_assert_uint_eq(len_b_after, len_b_refilled + 1);
+  ck_assert_uint_eq(lim_a_refilled, max_a);
+  uc_push(a, ba[0]);
+  free(ba);
+  free(bb);
+  uc_thread_exit();
 }
 END_TEST
 
@@ -230,6 +307,7 @@ int main(void)
   tcase_add_test(tc, push_after_exit_passes_through);
   tcase_add_test(tc, double_free_probe);
   tcase_add_test(tc, sink_bin_shrinks_then_grows_back);
+  tcase_add_test(tc, free_phase_empties_the_bins);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_set_fork_status(sr, CK_FORK);
