@@ -203,13 +203,17 @@ static void config_json(outbuf_t *o)
   out_u64(o, HAK_COLOUR);
   out_str(o, ",\"hardened\":");
   out_u64(o, HAK_HARDENED);
+  out_str(o, ",\"purge_delay_ms\":");
+  out_u64(o, HAK_PURGE_DELAY_MS);
+  out_str(o, ",\"purge_thread\":");
+  out_u64(o, HAK_PURGE_THREAD);
   out_str(o, "}");
 }
 
 static const char *config_string(void)
 {
   return "variant=" HAK_VARIANT " unified_cache=" HAK_STR(HAK_UNIFIED_CACHE) " warm_pool=" HAK_STR(
-    HAK_WARM_POOL) " prefill=" HAK_STR(HAK_PREFILL) " prefill_policy=" HAK_PREFILL_POLICY_NAME " warm_pool_max=" HAK_STR(HAK_WARM_POOL_MAX) " stats=" HAK_STR(HAK_STATS) " colour=" HAK_STR(HAK_COLOUR) " hardened=" HAK_STR(HAK_HARDENED);
+    HAK_WARM_POOL) " prefill=" HAK_STR(HAK_PREFILL) " prefill_policy=" HAK_PREFILL_POLICY_NAME " warm_pool_max=" HAK_STR(HAK_WARM_POOL_MAX) " stats=" HAK_STR(HAK_STATS) " colour=" HAK_STR(HAK_COLOUR) " hardened=" HAK_STR(HAK_HARDENED) " purge_delay_ms=" HAK_STR(HAK_PURGE_DELAY_MS) " purge_thread=" HAK_STR(HAK_PURGE_THREAD);
 }
 
 HAK_EXPORT const char *hak_config_string(void) { return config_string(); }
