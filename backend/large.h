@@ -4,12 +4,16 @@
  * chunk that holds the block's address) so free, realloc and
  * malloc_usable_size find them.
  *
- * A header sits in the page right before the block. Recently freed mappings
- * are kept in a small cache and reused, so a program that keeps allocating
- * and freeing big buffers does not fault its pages in again every time;
- * mappings that stay unused past a short age are given back. realloc
- * grows a block in place, into a cached mapping, or by having the kernel
- * move its pages (see large.c); it copies only when none of these works.
+ * A header sits in the page right before the block, and address space is
+ * reserved after it, so that realloc and a later, bigger request reuse the
+ * mapping in place. Recently freed mappings are kept in a cache and reused
+ * (or grown into a request too big for them), so a program that keeps
+ * allocating and freeing big buffers does not fault its pages in again
+ * every time; the cache never holds more than the program's recent peak of
+ * live large bytes less what is live, and mappings that stay unused past a
+ * short age are given back. realloc grows a block in place, into a cached
+ * mapping, or by having the kernel move its pages (see large.c); it copies
+ * only when none of these works.
  */
 #ifndef HAK_LARGE_H
 #define HAK_LARGE_H
@@ -23,14 +27,29 @@ void  *large_alloc(size_t size, size_t align, bool zero) HAK_INTERNAL;
 void   large_free(void *p) HAK_INTERNAL;
 void  *large_realloc(void *p, size_t size) HAK_INTERNAL;
 size_t large_usable_size(const void *p) HAK_INTERNAL;
+/* Bytes of the mapping that holds live block p: from the mapping's start
+ * (the header page in front) to the end of the room reserved after it. */
+size_t large_mapping_size(const void *p) HAK_INTERNAL;
 /* Under the registry read lock: is p exactly the start of a live large block? */
 bool   large_is_block(const void *p) HAK_INTERNAL;
 /* Drop the cache (malloc_trim); bytes given back. */
 size_t large_trim(void) HAK_INTERNAL;
+/* Give back the cached mappings unused for longer than the age limit at
+ * now_ns (CLOCK_MONOTONIC or CLOCK_MONOTONIC_COARSE, in nanoseconds), and
+ * unmap the retired mappings waiting for a grace period; bytes given back.
+ * For a helper thread that purges while the program makes no large
+ * allocation: callable from any thread, it takes the large lock itself and
+ * waits for a grace period when it has something to unmap, so the caller
+ * holds no allocator lock and is outside any registry read section. */
+size_t large_purge(uint64_t now_ns) HAK_INTERNAL;
 
 uint64_t large_allocs(void) HAK_INTERNAL;
 uint64_t large_frees(void) HAK_INTERNAL;
 uint64_t large_cache_hits(void) HAK_INTERNAL;
+/* Requests served by growing a smaller cached mapping. */
+uint64_t large_cache_grows(void) HAK_INTERNAL;
+/* Bytes of live large blocks' mappings that may be resident. */
+size_t   large_live_bytes(void) HAK_INTERNAL;
 /* Blocks realloc moved by remapping their pages (no copy). */
 uint64_t large_moves(void) HAK_INTERNAL;
 

@@ -1,6 +1,7 @@
 /*
  * front/purge.c — the purge thread: runs the backend's global decay pass
- * (backend_purge) every purge delay, so that memory left unused by threads
+ * (backend_purge) and the large-block cache's age check (large_purge)
+ * every purge delay, so that memory left unused by threads
  * that stopped calling the allocator still goes back to the OS within a
  * bounded time (about three delays, at most a second more while it backs
  * off). Threads that do call the allocator run their own passes from their
@@ -25,6 +26,7 @@
 #include "front/front.h"
 #include "backend/superslab.h"
 #include "backend/os.h"
+#include "backend/large.h"
 #include "hak/config.h"
 
 #include <errno.h>
@@ -62,6 +64,9 @@ static void *purge_main(void *arg)
     sleep_ms(nap);
     uint32_t now = hak_clock_ms();
     bool pending = backend_purge(now);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    large_purge((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec);
     if (!pending && backend_live_owners() <= 1) {
       if (++quiet >= PURGE_QUIET_PASSES) {
         atomic_store(&purge_state, PURGE_OFF);

@@ -10,9 +10,12 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 START_TEST(classes_cover_sizes_with_bounded_waste)
@@ -490,12 +493,16 @@ START_TEST(large_realloc_moves_pages_instead_of_copying)
   for (size_t i = 0; i < n; i += 512)
     p[i] = (char)(i / 512 * 7 + 1);
   /* Take the address range right after the mapping, so that it cannot
-   * grow in place. */
-  char *end = p - HAK_PAGE_SIZE + hak_align_up(HAK_PAGE_SIZE + n, HAK_PAGE_SIZE);
+   * grow in place past the room reserved behind the block. */
+  char *end = p - HAK_PAGE_SIZE + large_mapping_size(p);
   void *guard = mmap(end, HAK_PAGE_SIZE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
   ck_assert(guard == end);
   uint64_t moves = large_moves(), allocs = large_allocs();
-  char *q = large_realloc(p, 2 * n);
+  /* Twice the size fits in the room: in place, nothing moves. */
+  ck_assert_ptr_eq(large_realloc(p, 2 * n), p);
+  ck_assert_uint_ge(large_usable_size(p), 2 * n);
+  ck_assert_uint_eq(large_moves(), moves);
+  char *q = large_realloc(p, 3 * n);
   ck_assert_ptr_nonnull(q);
   ck_assert_ptr_ne(q, p);
   ck_assert_uint_eq(large_moves(), moves + 1);
@@ -526,6 +533,157 @@ START_TEST(large_realloc_moves_pages_instead_of_copying)
   ck_assert_ptr_eq(large_realloc(r, 100000), r);
   ck_assert_uint_lt(large_usable_size(r), 100000 + HAK_PAGE_SIZE);
   large_free(r);
+}
+END_TEST
+
+static uint64_t monotonic_ns(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void *purge_later(void *arg)
+{
+  size_t *bytes = arg;
+  *bytes = large_purge(monotonic_ns() + 1000000000ull); /* a second from now */
+  return NULL;
+}
+
+START_TEST(large_purge_gives_back_aged_mappings)
+{
+  const size_t mb = (size_t)1 << 20;
+  large_trim();
+  char *p = large_alloc(4 * mb, 0, false);
+  memset(p, 1, 4 * mb);
+  large_free(p);
+  ck_assert_uint_eq(resident_pages(p, 4 * mb), 4 * mb / HAK_PAGE_SIZE); /* cached */
+  ck_assert_uint_eq(large_purge(monotonic_ns()), 0);                   /* too young */
+  ck_assert_uint_eq(resident_pages(p, 4 * mb), 4 * mb / HAK_PAGE_SIZE);
+  /* Any thread may purge, with no allocation happening. */
+  size_t bytes = 0;
+  pthread_t th;
+  ck_assert_int_eq(pthread_create(&th, NULL, purge_later, &bytes), 0);
+  pthread_join(th, NULL);
+  ck_assert_uint_ge(bytes, 4 * mb);
+  ck_assert_uint_eq(resident_pages(p - HAK_PAGE_SIZE, 4 * mb), 0);
+  uint64_t hits = large_cache_hits();
+  char *q = large_alloc(4 * mb, 0, false);
+  ck_assert_uint_eq(large_cache_hits(), hits); /* nothing left to reuse */
+  large_free(q);
+  large_trim();
+}
+END_TEST
+
+START_TEST(large_cache_keeps_a_burst_of_frees)
+{
+  /* More than the cache's floor, freed together and allocated again: all
+   * of it was live a moment ago, so all of it is reused. */
+  enum { N = 6 };
+  const size_t sz = (size_t)16 << 20;
+  char *b[N];
+  large_trim();
+  for (int i = 0; i < N; i++) {
+    b[i] = large_alloc(sz, 0, false);
+    memset(b[i], i + 1, sz);
+  }
+  for (int i = 0; i < N; i++)
+    large_free(b[i]);
+  uint64_t hits = large_cache_hits();
+  for (int i = 0; i < N; i++) {
+    b[i] = large_alloc(sz, 0, false);
+    ck_assert_uint_eq(resident_pages(b[i], sz), sz / HAK_PAGE_SIZE);
+  }
+  ck_assert_uint_eq(large_cache_hits(), hits + N);
+  for (int i = 0; i < N; i++)
+    large_free(b[i]);
+  ck_assert_uint_ge(large_trim(), N * sz);
+}
+END_TEST
+
+START_TEST(large_cache_serves_bigger_requests_in_place)
+{
+  const size_t mb = (size_t)1 << 20;
+  large_trim();
+  char *p = large_alloc(4 * mb, 0, false);
+  memset(p, 1, 4 * mb);
+  large_free(p);
+  /* A bigger request fits in the room behind the cached block: same
+   * address, its pages still resident, nothing moved. */
+  uint64_t hits = large_cache_hits(), grows = large_cache_grows();
+  char *q = large_alloc(6 * mb, 0, false);
+  ck_assert_ptr_eq(q, p);
+  ck_assert_uint_eq(large_cache_hits(), hits + 1);
+  ck_assert_uint_eq(large_cache_grows(), grows);
+  ck_assert_uint_eq(resident_pages(q, 4 * mb), 4 * mb / HAK_PAGE_SIZE);
+  memset(q, 2, 6 * mb);
+  large_free(q);
+  /* calloc from it: the old contents are zeroed, the fresh rest reads 0. */
+  char *r = large_alloc(7 * mb, 0, true);
+  ck_assert_ptr_eq(r, p);
+  for (size_t i = 0; i < 7 * mb; i += 512)
+    ck_assert_int_eq(r[i], 0);
+  /* A block that filled its room, freed, serves a request beyond the room:
+   * the mapping grows (in place or by moving its pages), no page is
+   * faulted in again. */
+  size_t full = large_mapping_size(r) - HAK_PAGE_SIZE;
+  ck_assert_ptr_eq(large_realloc(r, full), r);
+  memset(r, 3, full);
+  large_free(r);
+  grows = large_cache_grows();
+  char *s = large_alloc(full + 2 * mb, 0, false);
+  ck_assert_uint_eq(large_cache_grows(), grows + 1);
+  ck_assert_uint_eq(resident_pages(s, full), full / HAK_PAGE_SIZE);
+  ck_assert_int_eq(s[full - 1], 3);
+  large_free(s);
+  large_trim();
+}
+END_TEST
+
+START_TEST(large_cache_bounds_what_a_small_block_keeps)
+{
+  const size_t mb = (size_t)1 << 20;
+  large_trim();
+  char *p = large_alloc(40 * mb, 0, false);
+  memset(p, 1, 40 * mb);
+  large_free(p);
+  /* A small request served by the big cached mapping keeps at most 16 MiB
+   * of its pages past the request; the others go back. */
+  char *q = large_alloc(mb, 0, false);
+  ck_assert_ptr_eq(q, p);
+  size_t kept = resident_pages(q, 40 * mb) * HAK_PAGE_SIZE;
+  ck_assert_uint_le(kept, 17 * mb + HAK_PAGE_SIZE);
+  ck_assert_uint_ge(kept, mb);
+  ck_assert_uint_le(large_usable_size(q), 17 * mb + HAK_PAGE_SIZE);
+  large_free(q);
+  large_trim();
+}
+END_TEST
+
+START_TEST(large_mapping_has_no_room_under_an_address_space_limit)
+{
+  const size_t mb = (size_t)1 << 20;
+  large_trim();
+  FILE *f = fopen("/proc/sys/vm/overcommit_memory", "r");
+  int mode = f ? fgetc(f) : '0';
+  if (f)
+    fclose(f);
+  char *p = large_alloc(4 * mb, 0, false);
+  if (mode != '2') /* strict overcommit: no room anywhere */
+    ck_assert_uint_gt(large_mapping_size(p), 6 * mb); /* room behind the block */
+  large_free(p);
+  large_trim();
+  /* Under RLIMIT_AS room would take what later blocks need. */
+  struct rlimit old, rl;
+  ck_assert_int_eq(getrlimit(RLIMIT_AS, &old), 0);
+  rl = old;
+  rl.rlim_cur = (rlim_t)1 << 46;
+  ck_assert_int_eq(setrlimit(RLIMIT_AS, &rl), 0);
+  char *q = large_alloc(4 * mb, 0, false);
+  ck_assert_uint_eq(large_mapping_size(q), hak_align_up(HAK_PAGE_SIZE + 4 * mb, HAK_PAGE_SIZE));
+  large_free(q);
+  ck_assert_int_eq(setrlimit(RLIMIT_AS, &old), 0);
+  large_trim();
 }
 END_TEST
 
@@ -592,6 +750,11 @@ int main(void)
   tcase_add_test(tl, large_blocks);
   tcase_add_test(tl, large_realloc_moves_pages_instead_of_copying);
   tcase_add_test(tl, large_cache_skips_growth_leftovers);
+  tcase_add_test(tl, large_purge_gives_back_aged_mappings);
+  tcase_add_test(tl, large_cache_keeps_a_burst_of_frees);
+  tcase_add_test(tl, large_cache_serves_bigger_requests_in_place);
+  tcase_add_test(tl, large_cache_bounds_what_a_small_block_keeps);
+  tcase_add_test(tl, large_mapping_has_no_room_under_an_address_space_limit);
   suite_add_tcase(s, tl);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);
