@@ -224,6 +224,53 @@ static inline double bench_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* "Key:   1234 kB" in the file at path; -1 if it cannot be read. */
+static inline long bench_proc_kb(const char *path, const char *key)
+{
+    char buf[8192];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    size_t have = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf + have, sizeof buf - 1 - have);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        have += (size_t)n;
+        if (have == sizeof buf - 1)
+            break;
+    }
+    close(fd);
+    buf[have] = '\0';
+    size_t klen = strlen(key);
+    for (const char *line = buf; line != NULL && *line != '\0';) {
+        if (strncmp(line, key, klen) == 0)
+            return strtol(line + klen, NULL, 10);
+        line = strchr(line, '\n');
+        if (line != NULL)
+            line++;
+    }
+    return -1;
+}
+
+/* The resident set in KiB, from smaps_rollup (exact: the plain counters
+ * can lag with many threads), else VmRSS; *source says which. Reads with
+ * open/read only: no malloc. */
+static inline long bench_rss_kb(const char **source)
+{
+    *source = "smaps_rollup";
+    long kb = bench_proc_kb("/proc/self/smaps_rollup", "Rss:");
+    if (kb >= 0)
+        return kb;
+    *source = "status";
+    kb = bench_proc_kb("/proc/self/status", "VmRSS:");
+    if (kb < 0)
+        bench_die(2, "cannot read the resident set from /proc/self");
+    return kb;
+}
+
 /*
  * Peak resident set size in KiB. getrusage(RUSAGE_SELF).ru_maxrss is not
  * enough on its own: Linux carries the high-water mark of the image that

@@ -38,50 +38,9 @@ typedef struct {
     pthread_barrier_t *release;
 } worker_t;
 
-/* "Key:   1234 kB" in the file at path; -1 if it cannot be read. */
-static long read_kb(const char *path, const char *key)
-{
-    char buf[8192];
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    size_t have = 0;
-    for (;;) {
-        ssize_t n = read(fd, buf + have, sizeof buf - 1 - have);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        have += (size_t)n;
-        if (have == sizeof buf - 1)
-            break;
-    }
-    close(fd);
-    buf[have] = '\0';
-    size_t klen = strlen(key);
-    for (const char *line = buf; line != NULL && *line != '\0';) {
-        if (strncmp(line, key, klen) == 0)
-            return strtol(line + klen, NULL, 10);
-        line = strchr(line, '\n');
-        if (line != NULL)
-            line++;
-    }
-    return -1;
-}
+static const char *rss_source;
 
-static const char *rss_source = "smaps_rollup";
-
-static long rss_kb(void)
-{
-    long kb = read_kb("/proc/self/smaps_rollup", "Rss:");
-    if (kb >= 0)
-        return kb;
-    rss_source = "status";
-    kb = read_kb("/proc/self/status", "VmRSS:");
-    if (kb < 0)
-        bench_die(2, "cannot read the resident set from /proc/self");
-    return kb;
-}
+static long rss_kb(void) { return bench_rss_kb(&rss_source); }
 
 /* Fisher-Yates over both arrays together. */
 static void shuffle(void **ptr, size_t *size, uint64_t n, bench_rng_t *rng)
