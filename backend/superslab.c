@@ -1064,7 +1064,6 @@ static bool free_tier_decay(void)
   free_dirty_len = 0;
   pthread_mutex_unlock(&backend_lock);
   hak_superslab_t *still = NULL, *clean = NULL;
-  unsigned still_n = 0, clean_n = 0;
   while (list) {
     hak_superslab_t *ss = list, *next = ss->free_next;
     backend_ss_decay(ss, &pending);
@@ -1074,11 +1073,9 @@ static bool free_tier_decay(void)
     if (dirty) {
       ss->free_next = still;
       still = ss;
-      still_n++;
     } else {
       ss->free_next = clean;
       clean = ss;
-      clean_n++;
     }
     list = next;
   }
@@ -1110,7 +1107,6 @@ static bool free_tier_decay(void)
     retire_len = 0;
   }
   pthread_mutex_unlock(&backend_lock);
-  (void)still_n, (void)clean_n;
   unmap_retired(to_unmap);
   return pending;
 }
