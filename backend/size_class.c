@@ -13,21 +13,28 @@
 #define INV1(d, x) ((x) * (2u - (d) * (x)))
 #define INV(d) INV1(d, INV1(d, INV1(d, INV1(d, INV1(d, (d))))))
 
-#define CI(c) { CLS_SIZE(c), (uint32_t)(HAK_SLAB_SIZE / CLS_SIZE(c)), \
-                INV(ODD(CLS_SIZE(c))), (uint8_t)TZ(CLS_SIZE(c)) }
+/* log2 of the slab size: 64 KiB for the small classes; for a medium one,
+ * four blocks of its doubling's largest class (see size_class.h). */
+#define SLAB_SHIFT(c) ((c) < HAK_NUM_SMALL_CLASSES ? (unsigned)HAK_SLAB_SHIFT : ((c) - 8u) / 8u + 10u)
+#define CI(c) { CLS_SIZE(c), (uint32_t)(((size_t)1 << SLAB_SHIFT(c)) / CLS_SIZE(c)), \
+                INV(ODD(CLS_SIZE(c))), (uint8_t)TZ(CLS_SIZE(c)), (uint8_t)SLAB_SHIFT(c) }
 #define CI8(c) CI(c), CI(c + 1), CI(c + 2), CI(c + 3), CI(c + 4), CI(c + 5), CI(c + 6), CI(c + 7)
 
 const hak_class_info_t hak_class_info1[HAK_NUM_CLASSES + 1] = {
-  {0, 0, 0, 0},
+  {0, 0, 0, 0, HAK_SLAB_SHIFT},
   CI8(0), CI8(8), CI8(16), CI8(24), CI8(32), CI8(40), CI8(48), CI8(56), CI8(64),
+  CI8(72), CI8(80), CI8(88),
 };
 
-#define CC(c) { INV(ODD(CLS_SIZE(c))), (uint16_t)(HAK_SLAB_SIZE / CLS_SIZE(c)), (uint8_t)TZ(CLS_SIZE(c)), 0 }
+#define CC(c) { INV(ODD(CLS_SIZE(c))), \
+                (uint16_t)((c) < HAK_NUM_SMALL_CLASSES ? HAK_SLAB_SIZE / CLS_SIZE(c) : 0), \
+                (uint8_t)TZ(CLS_SIZE(c)), 0 }
 #define CC8(c) CC(c), CC(c + 1), CC(c + 2), CC(c + 3), CC(c + 4), CC(c + 5), CC(c + 6), CC(c + 7)
 
 const hak_class_check_t hak_class_check1[HAK_NUM_CLASSES + 1] = {
   {0, 0, 0, 0},
   CC8(0), CC8(8), CC8(16), CC8(24), CC8(32), CC8(40), CC8(48), CC8(56), CC8(64),
+  CC8(72), CC8(80), CC8(88),
 };
 _Static_assert(sizeof(hak_class_check_t) == 8, "one scaled index");
 
@@ -44,7 +51,10 @@ const uint8_t hak_tiny_class1[HAK_TINY_MAX + 1] = {
   S256(0), S256(256), S256(512), S256(768), S(1024),
 };
 
-_Static_assert(CLS_SIZE(71) == HAK_SMALL_MAX, "last class must be HAK_SMALL_MAX");
+_Static_assert(CLS_SIZE(HAK_NUM_SMALL_CLASSES - 1) == HAK_SMALL_MAX, "last small class must be HAK_SMALL_MAX");
+_Static_assert(CLS_SIZE(HAK_NUM_CLASSES - 1) == HAK_MEDIUM_MAX, "last class must be HAK_MEDIUM_MAX");
+_Static_assert(SLAB_SHIFT(72) == 18 && SLAB_SHIFT(80) == 19 && SLAB_SHIFT(95) == HAK_SS_SHIFT,
+               "a medium slab holds four blocks of its doubling's largest class");
 _Static_assert(CLS_SIZE(8) == 144 && CLS_SIZE(15) == 256 && CLS_SIZE(16) == 288, "class layout");
 
 int hak_class_for_aligned(size_t n, size_t align)

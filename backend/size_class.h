@@ -2,10 +2,17 @@
  * backend/size_class.h — size → class, class → block size, and the O(1)
  * check that an offset inside a slab is the start of a block.
  *
- * Classes 0..7 are 16..128 bytes in 16-byte steps; classes 8..71 are eight
- * per doubling from 144 to 32768 bytes, so the waste above 128 bytes is
+ * Classes 0..7 are 16..128 bytes in 16-byte steps; classes 8..95 are eight
+ * per doubling from 144 to 262144 bytes, so the waste above 128 bytes is
  * under 12.5%. Every class size is a multiple of 16, so every block is
  * 16-byte aligned (slabs start at 64 KiB boundaries).
+ *
+ * Slabs. The small classes (0..71, up to HAK_SMALL_MAX) carve 64 KiB
+ * slabs. A medium class (72..95) carves slabs of four of its largest
+ * blocks rounded up to a power of two: 256 KiB, 512 KiB or the whole
+ * SuperSlab. Its slabs hold four to seven blocks, so its waste is at most
+ * one block's worth of address space per slab (untouched: never resident),
+ * and the decay can still give back a part of a SuperSlab.
  */
 #ifndef HAK_SIZE_CLASS_H
 #define HAK_SIZE_CLASS_H
@@ -17,10 +24,13 @@ typedef struct hak_class_info {
   uint32_t per_slab;    /* blocks carved from one slab */
   uint32_t inv;         /* inverse of the odd part of size, mod 2^32 */
   uint8_t  shift;       /* log2 of the power-of-two part of size */
+  uint8_t  slab_shift;  /* log2 of the size of the slabs that carve it */
 } hak_class_info_t;
 
 /* What the free path's block check reads, 8 bytes per class so that one
- * scaled index reaches it (indexed by class + 1, entry 0 never matches). */
+ * scaled index reaches it (indexed by class + 1, entry 0 never matches).
+ * It knows 64 KiB slabs only: a medium class's entry never matches either,
+ * and its blocks take the slow path, which checks them with ss_is_block. */
 typedef struct hak_class_check {
   uint32_t inv;
   uint16_t per_slab;
@@ -42,21 +52,21 @@ HAK_INLINE unsigned hak_class_of_tiny(size_t n)  /* n <= HAK_TINY_MAX */
   return hak_tiny_class1[n] - 1u;
 }
 
-HAK_INLINE unsigned hak_class_of_small(size_t n) /* HAK_TINY_MAX < n <= HAK_SMALL_MAX */
+HAK_INLINE unsigned hak_class_of_small(size_t n) /* HAK_TINY_MAX < n <= HAK_MEDIUM_MAX */
 {
   unsigned k = 63u - (unsigned)__builtin_clzll((unsigned long long)(n - 1));
   return 8u + 8u * (k - 7u) + (unsigned)((n - 1 - ((size_t)1 << k)) >> (k - 3u));
 }
 
-HAK_INLINE unsigned hak_class_of(size_t n)       /* n <= HAK_SMALL_MAX */
+HAK_INLINE unsigned hak_class_of(size_t n)       /* n <= HAK_MEDIUM_MAX */
 {
   return n <= HAK_TINY_MAX ? hak_class_of_tiny(n) : hak_class_of_small(n);
 }
 
 HAK_INLINE size_t hak_class_size(unsigned c) { return hak_class_info[c].size; }
 
-/* True when off (an offset inside a slab, < HAK_SLAB_SIZE) is the start of
- * one of the slab's blocks: a multiply and a rotate, no division. */
+/* True when off (an offset inside a 64 KiB slab) is the start of one of
+ * the slab's blocks: a multiply and a rotate, no division. */
 HAK_INLINE bool hak_class1_is_block_offset(uintptr_t c1, uint32_t off)
 {
   const hak_class_check_t *ci = &hak_class_check1[c1];
@@ -65,6 +75,7 @@ HAK_INLINE bool hak_class1_is_block_offset(uintptr_t c1, uint32_t off)
   return q < ci->per_slab;
 }
 
+/* The same for any class, off an offset inside one of its slabs. */
 HAK_INLINE bool hak_class_is_block_offset(unsigned c, uint32_t off)
 {
   const hak_class_info_t *ci = &hak_class_info[c];

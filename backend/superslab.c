@@ -91,6 +91,7 @@ typedef struct obj_pool {
 } obj_pool_t;
 
 static obj_pool_t owner_pool = {.size = sizeof(hak_owner_t)};
+_Static_assert(sizeof(hak_owner_t) % 64 == 0, "owners stay 64-byte aligned in a pool chunk");
 static obj_pool_t hdr_pool = {.size = sizeof(hak_superslab_t)};
 
 /* An object, or NULL when out of memory. */
@@ -218,7 +219,7 @@ static inline void *link_code(const hak_slab_t *sl, const void *at, void *v)
 static inline void link_check(hak_superslab_t *ss, unsigned s, const void *at, const void *next)
 {
   uintptr_t off = (uintptr_t)next - (uintptr_t)slab_base(ss, s);
-  if (next && (off >= HAK_SLAB_SIZE || !hak_class_is_block_offset(ss->cls, (uint32_t)off)))
+  if (next && (off >> ss->slab_shift || !hak_class_is_block_offset(ss->cls, (uint32_t)off)))
     hak_os_fatal("malloc", "corrupted free list (a freed block was overwritten)", at);
 }
 
@@ -351,12 +352,31 @@ static void slab_colour(hak_superslab_t *ss, hak_slab_t *sl, unsigned bs)
   sl->line = (uint16_t)(colour & (HAK_PAGE_SIZE - 1));
 }
 
+/* Cut ss into slabs of 1 << shift bytes, keeping what its slabs' dirt
+ * says of its pages: a new slab is DIRTY if any part of it was. */
+static void ss_set_geometry(hak_superslab_t *ss, unsigned shift)
+{
+  const unsigned old = ss->slab_shift;
+  if (old == shift)
+    return;
+  bool touched[HAK_SLABS_PER_SS]; /* per 64 KiB of the SuperSlab */
+  for (unsigned u = 0; u < HAK_SLABS_PER_SS; u++)
+    touched[u] = ss->slabs[u >> (old - HAK_SLAB_SHIFT)].dirty != HAK_SLAB_CLEAN;
+  for (unsigned s = 0; s < HAK_SLABS_PER_SS; s++)
+    ss->slabs[s].dirty = HAK_SLAB_CLEAN;
+  for (unsigned u = 0; u < HAK_SLABS_PER_SS; u++)
+    if (touched[u])
+      ss->slabs[u >> (shift - HAK_SLAB_SHIFT)].dirty = HAK_SLAB_DIRTY;
+  ss->slab_shift = (uint8_t)shift;
+}
+
 /* Set ss up for class cls. Its slabs' dirt is kept: a SuperSlab reused
  * from the free tier may have pages resident, which the decay must still
  * see (a fresh one starts all CLEAN, see backend_ss_new). */
 static void ss_init(hak_superslab_t *ss, unsigned cls)
 {
   const hak_class_info_t *ci = &hak_class_info[cls];
+  ss_set_geometry(ss, ci->slab_shift);
   ss->magic = HAK_SS_MAGIC;
   ss->cls = (uint8_t)cls;
   ss->tier = HAK_TIER_HOT;
@@ -395,7 +415,7 @@ static void ss_init(hak_superslab_t *ss, unsigned cls)
 
 static inline void *slab_base(hak_superslab_t *ss, unsigned s)
 {
-  return ss->base + ((size_t)s << HAK_SLAB_SHIFT);
+  return ss->base + ((size_t)s << ss->slab_shift);
 }
 
 /* A slab whose blocks have all come back starts over as uncarved, so it is
@@ -723,9 +743,10 @@ static size_t ss_decommit_where(hak_superslab_t *ss, bool all_idle, bool *pendin
 {
   size_t bytes = 0;
   unsigned run = 0, run_len = 0; /* slabs [run, run + run_len) to give back */
-  for (unsigned s = HAK_SS_FIRST_SLAB; s <= HAK_SLABS_PER_SS; s++) {
+  const unsigned nslabs = (unsigned)(HAK_SS_SIZE >> ss->slab_shift);
+  for (unsigned s = HAK_SS_FIRST_SLAB; s <= nslabs; s++) {
     bool give = false;
-    if (s < HAK_SLABS_PER_SS) {
+    if (s < nslabs) {
       hak_slab_t *sl = &ss->slabs[s];
       if (sl->used == 0 && sl->dirty != HAK_SLAB_CLEAN) {
         if (all_idle || sl->dirty == HAK_SLAB_IDLE_SEEN) {
@@ -745,8 +766,8 @@ static size_t ss_decommit_where(hak_superslab_t *ss, bool all_idle, bool *pendin
         run = s;
       run_len++;
     } else if (run_len) {
-      hak_os_decommit(slab_base(ss, run), (size_t)run_len << HAK_SLAB_SHIFT);
-      bytes += (size_t)run_len << HAK_SLAB_SHIFT;
+      hak_os_decommit(slab_base(ss, run), (size_t)run_len << ss->slab_shift);
+      bytes += (size_t)run_len << ss->slab_shift;
       run_len = 0;
     }
   }
@@ -788,6 +809,7 @@ hak_superslab_t *backend_ss_new(hak_owner_t *o, unsigned cls)
       return NULL;
     }
     ss->base = base;
+    ss->slab_shift = HAK_SLAB_SHIFT;
     for (unsigned s = 0; s < HAK_SLABS_PER_SS; s++)
       ss->slabs[s].dirty = HAK_SLAB_CLEAN;
     if (HAK_HARDENED) {

@@ -1,6 +1,7 @@
 /*
  * backend/superslab.h — SuperSlabs: 1 MiB regions aligned to their size,
- * each serving one size class, cut into 64 KiB slabs that carve blocks.
+ * each serving one size class, cut into slabs that carve blocks (64 KiB
+ * for the small classes, larger for the medium ones: ss->slab_shift).
  *
  * Ownership. A SuperSlab is owned by one thread (an hak_owner_t) or by no
  * one. Only the owner touches the slabs' free lists and counts of an owned
@@ -84,6 +85,7 @@ typedef struct hak_superslab {
   char    *base;               /* the SuperSlab: HAK_SS_SIZE bytes, aligned to it */
   uint32_t magic;
   uint8_t  cls;
+  uint8_t  slab_shift;         /* log2 of its slabs' size (its class's geometry) */
   uint8_t  tier;
   uint8_t  in_pool;            /* for the box above: the owner's warm pool holds it */
   uint8_t  empty_counted;      /* for the box above */
@@ -130,17 +132,24 @@ HAK_INLINE bool hak_ss_past_data_start(const void *p)
   return HAK_SS_DATA_START == 0 || ((uintptr_t)p & (HAK_SS_MASK & ~(HAK_SS_DATA_START - 1))) != 0;
 }
 
-/* Blocks slab s of class cls carves (indexes 0..n-1). Hardened builds keep
- * slab 0 and the SuperSlab's last page as guards. */
+/* Slabs a SuperSlab of class cls is cut into. */
+HAK_INLINE unsigned hak_ss_slabs(unsigned cls)
+{
+  return (unsigned)(HAK_SS_SIZE >> hak_class_info[cls].slab_shift);
+}
+
+/* Blocks slab s of class cls carves (indexes 0..n-1; none past the
+ * class's slabs). Hardened builds keep slab 0 and the SuperSlab's last page
+ * as guards (they use no medium class: see HAK_CLASS_MAX). */
 HAK_INLINE unsigned hak_slab_blocks(unsigned s, unsigned cls)
 {
+  if (s >= hak_ss_slabs(cls))
+    return 0;
 #if HAK_HARDENED
   if (s == 0) /* a guard */
     return 0;
-  if (s == HAK_SLABS_PER_SS - 1)
-    return (unsigned)((HAK_SLAB_SIZE - HAK_PAGE_SIZE) / hak_class_size(cls));
-#else
-  (void)s;
+  if (s == hak_ss_slabs(cls) - 1)
+    return (unsigned)((((size_t)1 << hak_class_info[cls].slab_shift) - HAK_PAGE_SIZE) / hak_class_size(cls));
 #endif
   return hak_class_info[cls].per_slab;
 }
@@ -154,10 +163,13 @@ HAK_INLINE unsigned hak_ss_capacity(unsigned cls)
   return n;
 }
 
-/* A thread's identity as an owner of SuperSlabs. */
+/* A thread's identity as an owner of SuperSlabs. Owners sit side by side
+ * in a pool chunk: what other threads write (the inbox) and the lock have
+ * cache lines of their own, so that one thread's slow paths never bounce a
+ * line another thread is using. */
 struct hak_owner {
-  uint32_t tid;
-  _Atomic(hak_superslab_t *) inbox;
+  _Atomic(hak_superslab_t *) inbox __attribute__((aligned(64)));
+  uint32_t tid __attribute__((aligned(64)));
   hak_superslab_t *pending;    /* owner-private: notified, not yet handed out */
   hak_superslab_t *owned;      /* every SuperSlab this owner holds */
   size_t owned_count;
@@ -168,7 +180,7 @@ struct hak_owner {
   /* Held by the owner around every slow-path operation on its SuperSlabs,
    * so that another thread's malloc_trim can do an idle owner's
    * housekeeping (backend_trim_others). Uncontended in normal operation. */
-  pthread_mutex_t lock;
+  pthread_mutex_t lock __attribute__((aligned(64)));
 };
 
 /* The header of the SuperSlab holding p, from its registry tag. p must be
@@ -177,7 +189,7 @@ struct hak_owner {
 HAK_INLINE hak_superslab_t *hak_ss_of(const void *p) { return (hak_superslab_t *)hak_tag_hdr(registry_tag(p)); }
 HAK_INLINE unsigned hak_slab_index(const hak_superslab_t *ss, const void *p)
 {
-  return (unsigned)(((uintptr_t)p - (uintptr_t)ss->base) >> HAK_SLAB_SHIFT);
+  return (unsigned)(((uintptr_t)p - (uintptr_t)ss->base) >> ss->slab_shift);
 }
 HAK_INLINE bool ss_is_owner(const hak_superslab_t *ss, const hak_owner_t *o)
 {
@@ -327,7 +339,7 @@ HAK_INLINE bool ss_is_block(const hak_superslab_t *ss, const void *p)
 {
   if (hak_unlikely(!hak_ss_past_data_start(p) || hak_ss_base_of(p) != (uintptr_t)ss->base))
     return false;
-  uint32_t off = (uint32_t)((uintptr_t)p & (HAK_SLAB_SIZE - 1));
+  uint32_t off = (uint32_t)((uintptr_t)p & (((uintptr_t)1 << ss->slab_shift) - 1));
   return hak_class_is_block_offset(ss->cls, off);
 }
 

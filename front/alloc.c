@@ -1,15 +1,17 @@
 /*
  * front/alloc.c — every public allocation entry point.
  *
- * malloc: size → class (a table up to 1 KiB, a clz formula up to 32 KiB),
- * pop from the unified cache; a miss goes to the out-of-line refill. Above
- * the largest class, blocks are mapped (backend/large).
+ * malloc: size → class (a table up to 1 KiB, a clz formula up to
+ * HAK_CLASS_MAX), pop from the unified cache; a miss goes to the
+ * out-of-line refill. Above the largest class, blocks are mapped
+ * (backend/large).
  *
  * free: the registry tag of p's chunk says "small block of class c" in two
  * loads; an offset check (multiply and rotate) proves p is a block start;
- * the block is pushed on the unified cache. Everything else — NULL, large
- * blocks, pointers hakmem did not hand out — goes to free_slow, which checks
- * under the registry read lock and aborts with a message on a bad pointer.
+ * the block is pushed on the unified cache. Everything else — NULL, medium
+ * and large blocks, pointers hakmem did not hand out — goes to free_slow,
+ * which checks under the registry read lock and aborts with a message on a
+ * bad pointer.
  *
  * The standard names are aliases of the hak_* functions. Semantics and
  * errno values follow glibc 2.36.
@@ -74,7 +76,7 @@ HAK_INLINE void *alloc_class(unsigned c)
 
 static HAK_NOINLINE void *alloc_slow(size_t n)
 {
-  if (n <= HAK_SMALL_MAX)
+  if (n <= HAK_CLASS_MAX)
     return alloc_class(hak_class_of_small(n));
   if (hak_unlikely(n > HAK_MAX_REQUEST)) {
     errno = ENOMEM;
@@ -195,7 +197,7 @@ HAK_HOT_EXPORT void *hak_calloc(size_t nmemb, size_t size)
     errno = ENOMEM;
     return NULL;
   }
-  if (n > HAK_SMALL_MAX)
+  if (n > HAK_CLASS_MAX)
     return large_alloc_retry(n, 0, true);
   void *p = hak_malloc(n);
   if (p)
@@ -243,7 +245,7 @@ HAK_HOT_EXPORT void *hak_realloc(void *p, size_t n)
     if (n <= old && (n > old / 2 || old <= 32))
       return p;
   } else {
-    if (n > HAK_SMALL_MAX) {
+    if (n > HAK_CLASS_MAX) {
       void *q = large_realloc(p, n);
       if (hak_unlikely(!q)) {
         reclaim_for_retry();

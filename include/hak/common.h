@@ -4,9 +4,10 @@
  * build options.
  *
  * Geometry: a SuperSlab is HAK_SS_SIZE bytes aligned to its own size, so
- * p & ~HAK_SS_MASK is its base. It is cut into HAK_SLABS_PER_SS slabs of
- * HAK_SLAB_SIZE; slab 0 holds the SuperSlab header (only its first pages are
- * ever touched), slabs 1.. carve blocks of one size class from their start.
+ * p & ~HAK_SS_MASK is its base. A SuperSlab of a small class is cut into
+ * HAK_SLABS_PER_SS slabs of HAK_SLAB_SIZE; one of a medium class into
+ * fewer, larger slabs (four blocks or more each: see backend/size_class.h).
+ * Each slab carves blocks of the SuperSlab's class from its start.
  */
 #ifndef HAK_COMMON_H
 #define HAK_COMMON_H
@@ -37,11 +38,16 @@
 #define HAK_SLABS_PER_SS   ((unsigned)(HAK_SS_SIZE >> HAK_SLAB_SHIFT))
 
 /* Size classes: 16-byte steps up to 128 bytes, then 8 classes per doubling
- * (at most 12.5% internal waste) up to HAK_SMALL_MAX. Above it, blocks are
- * mapped on their own (backend/large). */
+ * (at most 12.5% internal waste) up to HAK_MEDIUM_MAX. The small classes
+ * (up to HAK_SMALL_MAX) are carved from 64 KiB slabs, which free's fast
+ * check knows; the medium ones above it from larger slabs, checked on
+ * free's slow path. Above the largest class a build uses (HAK_CLASS_MAX in
+ * hak/config.h), blocks are mapped on their own (backend/large). */
 #define HAK_TINY_MAX       1024u            /* served by the lookup table */
-#define HAK_SMALL_MAX      32768u           /* largest size class */
-#define HAK_NUM_CLASSES    72u
+#define HAK_SMALL_MAX      32768u           /* largest class of 64 KiB slabs */
+#define HAK_MEDIUM_MAX     262144u          /* largest class */
+#define HAK_NUM_SMALL_CLASSES 72u
+#define HAK_NUM_CLASSES    96u
 
 #define HAK_ALIGNMENT      16u              /* alignment of every block >= 16 B */
 

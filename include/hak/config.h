@@ -41,6 +41,9 @@
 #ifndef HAK_RAW_PURGE_THREAD
 #define HAK_RAW_PURGE_THREAD 1
 #endif
+#ifndef HAK_RAW_MEDIUM
+#define HAK_RAW_MEDIUM 1
+#endif
 #ifndef HAK_RAW_VARIANT
 #define HAK_RAW_VARIANT "default"
 #endif
@@ -58,8 +61,19 @@
 #define HAK_COLOUR        HAK_RAW_COLOUR
 #define HAK_PURGE_DELAY_MS HAK_RAW_PURGE_DELAY_MS
 #define HAK_PURGE_THREAD  HAK_RAW_PURGE_THREAD
+#define HAK_MEDIUM        HAK_RAW_MEDIUM
 #define HAK_VARIANT       HAK_RAW_VARIANT
 #define HAK_VERSION       HAK_RAW_VERSION
+
+/* The largest block served by a size class; larger ones are mapped on
+ * their own. Hardened builds keep a guard slab and a guard page in every
+ * SuperSlab, which a medium class's larger slabs would swallow: their
+ * medium-sized blocks are mapped on their own, each with its header page. */
+#if HAK_MEDIUM && !HAK_HARDENED
+#define HAK_CLASS_MAX HAK_MEDIUM_MAX
+#else
+#define HAK_CLASS_MAX HAK_SMALL_MAX
+#endif
 
 #if HAK_PREFILL < 0 || HAK_PREFILL > 64
 #error "prefill must be within 0..64"

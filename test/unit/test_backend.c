@@ -20,7 +20,7 @@
 
 START_TEST(classes_cover_sizes_with_bounded_waste)
 {
-  for (size_t n = 0; n <= HAK_SMALL_MAX; n++) {
+  for (size_t n = 0; n <= HAK_MEDIUM_MAX; n++) {
     unsigned c = hak_class_of(n);
     size_t s = hak_class_size(c);
     ck_assert_uint_lt(c, HAK_NUM_CLASSES);
@@ -31,7 +31,22 @@ START_TEST(classes_cover_sizes_with_bounded_waste)
     if (n > 128)
       ck_assert_msg((s - n) * 8 <= n, "waste over 12.5%% at %zu", n);
   }
-  ck_assert_uint_eq(hak_class_size(HAK_NUM_CLASSES - 1), HAK_SMALL_MAX);
+  ck_assert_uint_eq(hak_class_size(HAK_NUM_SMALL_CLASSES - 1), HAK_SMALL_MAX);
+  ck_assert_uint_eq(hak_class_size(HAK_NUM_CLASSES - 1), HAK_MEDIUM_MAX);
+  /* Slabs: 64 KiB for the small classes; four to seven blocks each, in a
+   * SuperSlab, for the medium ones. */
+  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+    const hak_class_info_t *ci = &hak_class_info[c];
+    const size_t slab = (size_t)1 << ci->slab_shift;
+    ck_assert_uint_eq(ci->per_slab, slab / ci->size);
+    if (c < HAK_NUM_SMALL_CLASSES) {
+      ck_assert_uint_eq(slab, HAK_SLAB_SIZE);
+    } else {
+      ck_assert_uint_ge(ci->per_slab, 4);
+      ck_assert_uint_le(ci->per_slab, 7);
+      ck_assert_uint_le(slab, HAK_SS_SIZE);
+    }
+  }
 }
 END_TEST
 
@@ -39,10 +54,15 @@ START_TEST(block_offset_check_is_exact)
 {
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
     uint32_t bs = (uint32_t)hak_class_size(c);
-    for (uint32_t off = 0; off < HAK_SLAB_SIZE; off++) {
+    const uint32_t slab = (uint32_t)1 << hak_class_info[c].slab_shift;
+    for (uint32_t off = 0; off < slab; off++) {
       bool want = off % bs == 0 && off / bs < hak_class_info[c].per_slab;
       if (hak_class_is_block_offset(c, off) != want)
         ck_abort_msg("class %u offset %u", c, off);
+      /* free's fast check: the small classes as above, a medium one never */
+      bool fast = off < HAK_SLAB_SIZE && c < HAK_NUM_SMALL_CLASSES && want;
+      if (off < HAK_SLAB_SIZE && hak_class1_is_block_offset(c + 1, off) != fast)
+        ck_abort_msg("fast check, class %u offset %u", c, off);
     }
   }
 }
@@ -155,6 +175,8 @@ START_TEST(carving_visits_every_block_once)
    * apart, and their colours 19 lines apart. */
   backend_trim();
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c += 5) {
+    if (HAK_HARDENED && c >= HAK_NUM_SMALL_CLASSES)
+      break; /* hardened builds use no medium class (see HAK_CLASS_MAX) */
     hak_superslab_t *a = backend_ss_new(o, c), *b = backend_ss_new(o, c);
     ck_assert_ptr_nonnull(a);
     ck_assert_ptr_nonnull(b);
@@ -255,6 +277,76 @@ START_TEST(fresh_superslabs_share_a_reservation)
   for (unsigned i = 0; i < 3; i++)
     backend_ss_release(o, ss[i]);
   backend_trim();
+  backend_owner_retire(o);
+}
+END_TEST
+
+/* A SuperSlab from the free tier changes geometry with its class: a
+ * medium class cuts it into larger slabs, whose blocks are found (slab
+ * index, block check) in them, and the pages the small class touched are
+ * still known to be resident, so the decay gives them back. */
+START_TEST(medium_class_geometry_and_reuse)
+{
+  if (HAK_HARDENED)
+    return; /* no medium class (see HAK_CLASS_MAX) */
+  hak_owner_t *o = backend_owner_new();
+  ck_assert_ptr_nonnull(o);
+  backend_trim(); /* an empty free tier: the next two share one SuperSlab */
+  const unsigned small = hak_class_of(100), medium = hak_class_of(100000);
+  ck_assert_uint_ge(medium, HAK_NUM_SMALL_CLASSES);
+  ck_assert_uint_eq(hak_class_info[medium].slab_shift, 19);
+  hak_superslab_t *ss = backend_ss_new(o, small);
+  ck_assert_ptr_nonnull(ss);
+  char *base = ss->base;
+  void *h, *t;
+  /* the small class touches the first two 64 KiB slabs */
+  static void *blocks[1000];
+  unsigned n = 0;
+  while (n < 1000) {
+    unsigned got = backend_ss_take(ss, 1000 - n, &h, &t);
+    ck_assert_uint_gt(got, 0);
+    for (unsigned i = 0; i < got; i++, h = *(void **)h)
+      blocks[n++] = h;
+  }
+  for (unsigned i = 0; i < n; i++)
+    memset(blocks[i], 1, 100);
+  for (unsigned i = 0; i < n; i++)
+    backend_ss_free_local(ss, blocks[i]);
+  backend_ss_release(o, ss); /* empty: to the free tier, pages and all */
+  hak_superslab_t *m = backend_ss_new(o, medium);
+  ck_assert_ptr_eq(m->base, base);
+  ck_assert_uint_eq(m->slab_shift, 19);
+  ck_assert_uint_eq(m->slabs[0].dirty, HAK_SLAB_DIRTY); /* holds the touched 128 KiB */
+  ck_assert_uint_eq(m->slabs[1].dirty, HAK_SLAB_CLEAN);
+  const unsigned per_slab = hak_class_info[medium].per_slab;
+  ck_assert_uint_eq(m->capacity, 2 * per_slab);
+  unsigned k = take_all(m, blocks, 1000);
+  ck_assert_uint_eq(k, m->capacity);
+  qsort(blocks, k, sizeof(void *), cmp_ptr);
+  const size_t bs = hak_class_size(medium);
+  for (unsigned i = 0; i < k; i++) {
+    ck_assert(ss_is_block(m, blocks[i]));
+    ck_assert(!ss_is_block(m, (char *)blocks[i] + HAK_PAGE_SIZE));
+    ck_assert_uint_eq(hak_slab_index(m, blocks[i]), i / per_slab);
+    const size_t off = (size_t)((char *)blocks[i] - base) & (((size_t)1 << 19) - 1);
+    ck_assert_uint_le(off + bs, (size_t)1 << 19); /* inside its slab */
+    if (i)
+      ck_assert_uint_ge((uintptr_t)blocks[i] - (uintptr_t)blocks[i - 1], bs);
+    memset(blocks[i], 2, bs);
+  }
+  for (unsigned i = 0; i < k; i++)
+    backend_ss_free_local(m, blocks[i]);
+  /* both slabs idle and touched: one decommit gives back both */
+  ck_assert_uint_eq(backend_ss_decommit_idle(m), (size_t)2 << 19);
+  ck_assert_uint_eq(backend_ss_decommit_idle(m), 0);
+  /* and back to a small class: every 64 KiB slab clean, all carved anew */
+  backend_ss_release(o, m);
+  hak_superslab_t *s2 = backend_ss_new(o, small);
+  ck_assert_ptr_eq(s2->base, base);
+  ck_assert_uint_eq(s2->slab_shift, HAK_SLAB_SHIFT);
+  for (unsigned s = 0; s < HAK_SLABS_PER_SS; s++)
+    ck_assert_uint_eq(s2->slabs[s].dirty, HAK_SLAB_CLEAN);
+  ck_assert_uint_eq(s2->capacity, HAK_SLABS_PER_SS * hak_class_info[small].per_slab);
   backend_owner_retire(o);
 }
 END_TEST
@@ -742,6 +834,7 @@ int main(void)
   tcase_add_test(ts, carving_visits_every_block_once);
   tcase_add_test(ts, carving_stops_at_page_end);
   tcase_add_test(ts, fresh_superslabs_share_a_reservation);
+  tcase_add_test(ts, medium_class_geometry_and_reuse);
   tcase_add_test(ts, release_adopt_and_remote_free);
   tcase_add_test(ts, remote_chain_links_and_hints);
   tcase_add_test(ts, remote_frees_come_back);

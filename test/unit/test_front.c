@@ -6,6 +6,7 @@
 
 #include <check.h>
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -101,6 +102,73 @@ START_TEST(realloc_keeps_contents)
 }
 END_TEST
 
+/* Blocks of the medium classes (32..256 KiB): sized by their class, reused
+ * (calloc still zeroes a reused one), freed by another thread, grown and
+ * shrunk across the small, medium and large ranges. */
+static void *free_all_in_thread(void *arg)
+{
+  void **blocks = arg;
+  for (unsigned i = 0; blocks[i]; i++)
+    hak_free(blocks[i]);
+  return NULL;
+}
+
+START_TEST(medium_blocks)
+{
+  static const size_t sizes[] = {32769, 36864, 40000, 65537, 100000, 168524, 200000, 262144};
+  for (unsigned i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    const size_t n = sizes[i];
+    unsigned char *p = hak_malloc(n);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_uint_eq((uintptr_t)p % 16, 0);
+    size_t u = hak_malloc_usable_size(p);
+    ck_assert_uint_ge(u, n);
+    ck_assert_uint_le(u, n + n / 8 + HAK_PAGE_SIZE);
+    memset(p, 0xff, u);
+    hak_free(p);
+    unsigned char *z = hak_calloc(1, n);
+    ck_assert_ptr_nonnull(z);
+    for (size_t j = 0; j < n; j += 61)
+      ck_assert_int_eq(z[j], 0);
+    ck_assert_int_eq(z[n - 1], 0);
+    hak_free(z);
+  }
+  /* another thread frees them all; the memory serves this one again */
+  enum { N = 64 };
+  void *blocks[N + 1];
+  for (int round = 0; round < 3; round++) {
+    for (unsigned i = 0; i < N; i++) {
+      blocks[i] = hak_malloc(40000 + 3000 * (i % 8));
+      ck_assert_ptr_nonnull(blocks[i]);
+      memset(blocks[i], (int)i, 40000);
+    }
+    blocks[N] = NULL;
+    for (unsigned i = 0; i < N; i++)
+      ck_assert_int_eq(((unsigned char *)blocks[i])[39999], (unsigned char)i);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, free_all_in_thread, blocks), 0);
+    pthread_join(t, NULL);
+  }
+  /* realloc across the ranges keeps the contents */
+  unsigned char *p = hak_malloc(20000);
+  for (size_t j = 0; j < 20000; j++)
+    p[j] = (unsigned char)(j * 7);
+  static const size_t steps[] = {50000, 250000, 600000, 120000, 33000, 1000};
+  size_t have = 20000;
+  for (unsigned i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+    p = hak_realloc(p, steps[i]);
+    ck_assert_ptr_nonnull(p);
+    size_t keep = have < steps[i] ? have : steps[i];
+    for (size_t j = 0; j < keep; j += 13)
+      ck_assert_int_eq(p[j], (unsigned char)(j * 7));
+    for (size_t j = keep; j < steps[i]; j++)
+      p[j] = (unsigned char)(j * 7);
+    have = steps[i];
+  }
+  hak_free(p);
+}
+END_TEST
+
 START_TEST(aligned_entry_points)
 {
   void *p = (void *)1;
@@ -170,6 +238,13 @@ END_TEST
 START_TEST(free_interior_large_aborts)
 {
   char *p = hak_malloc(1 << 20);
+  hak_free(p + 4096);
+}
+END_TEST
+
+START_TEST(free_interior_medium_aborts)
+{
+  char *p = hak_malloc(100000);
   hak_free(p + 4096);
 }
 END_TEST
@@ -253,6 +328,7 @@ int main(void)
   tcase_add_test(tc, huge_sizes_enomem);
   tcase_add_test(tc, calloc_zeroes);
   tcase_add_test(tc, realloc_keeps_contents);
+  tcase_add_test(tc, medium_blocks);
   tcase_add_test(tc, aligned_entry_points);
   tcase_add_test(tc, sized_frees_trim_mallopt);
   suite_add_tcase(s, tc);
@@ -261,6 +337,7 @@ int main(void)
   tcase_add_test_raise_signal(tb, free_global_aborts, SIGABRT);
   tcase_add_test_raise_signal(tb, free_interior_pointer_aborts, SIGABRT);
   tcase_add_test_raise_signal(tb, free_interior_large_aborts, SIGABRT);
+  tcase_add_test_raise_signal(tb, free_interior_medium_aborts, SIGABRT);
   tcase_add_test_raise_signal(tb, realloc_bad_pointer_aborts, SIGABRT);
   tcase_add_test_raise_signal(tb, usable_size_bad_pointer_aborts, SIGABRT);
   tcase_add_test_raise_signal(tb, double_free_large_aborts, SIGABRT);
