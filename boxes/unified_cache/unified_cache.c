@@ -72,12 +72,20 @@ static inline int32_t uc_limit(unsigned c)
  * back only once all of its blocks are in), and if the thread then goes
  * quiet nobody can give them back: only the thread itself may touch its
  * bins. So every bin gives its blocks back and caches nothing until its
- * next refill, and the thread's first refill of any class ends the phase.
- * Blocks of other threads (a consumer's frees) do not count: they go to
- * their owners in batches as before. */
+ * next refill: each free goes to its slab. A phase that runs on for
+ * UC_FREE_PHASE_DIRECT such frees is a long teardown, where a slow path
+ * per free would cost more than a little memory kept: the bins then hold
+ * up to UC_FREE_PHASE_BATCH blocks and give all of them back at each
+ * overflow, so what a thread keeps when it stops is still bounded, and
+ * small beside what it has just freed. The thread's first refill of any
+ * class ends the phase. Blocks of other threads (a consumer's frees) do
+ * not count: they go to their owners in batches as before. */
 #define UC_FREE_PHASE_FLUSHES 32u
+#define UC_FREE_PHASE_DIRECT 4096u
+#define UC_FREE_PHASE_BATCH 16
+enum { UC_PHASE_NONE = 0, UC_PHASE_DIRECT = 1, UC_PHASE_BATCHED = 2 };
 static __thread uint16_t uc_local_flushes;
-static __thread bool uc_free_phase;
+static __thread uint8_t uc_free_phase;
 
 static inline unsigned uc_batch(unsigned c)
 {
@@ -217,7 +225,7 @@ void uc_thread_init(void)
 void *uc_refill(unsigned c)
 {
   uc_local_flushes = 0;
-  uc_free_phase = false;
+  uc_free_phase = UC_PHASE_NONE;
   if (uc_flush_streak[c] && uc_state == UC_LIVE) {
     /* drained since its last flush: the bin is used both ways */
     uc_flush_streak[c] = 0;
@@ -273,7 +281,8 @@ static void flush_n(unsigned c, int32_t fill, int32_t k)
 
 static void free_phase_begin(void)
 {
-  uc_free_phase = true;
+  uc_free_phase = UC_PHASE_DIRECT;
+  uc_local_flushes = 0;
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
     int32_t fill = bin_fill(c);
     if (fill > 0 && UC_BIN(c)->head)
@@ -283,13 +292,27 @@ static void free_phase_begin(void)
   }
 }
 
+/* A long phase: bins that are empty now batch the rest of the frees. */
+static void free_phase_batch(void)
+{
+  uc_free_phase = UC_PHASE_BATCHED;
+  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
+    if (uc_limit(c) == 0)
+      bin_set_limit(c, uc_limit_max(c) < UC_FREE_PHASE_BATCH ? uc_limit_max(c) : UC_FREE_PHASE_BATCH);
+}
+
 /* After a flush of the live thread: count it towards the free phase. */
 static inline void free_phase_note_flush(void)
 {
-  if (warm_pool_last_local() == 0 || uc_free_phase)
+  if (warm_pool_last_local() == 0)
     return;
-  if (++uc_local_flushes >= UC_FREE_PHASE_FLUSHES)
-    free_phase_begin();
+  if (uc_free_phase == UC_PHASE_NONE) {
+    if (++uc_local_flushes >= UC_FREE_PHASE_FLUSHES)
+      free_phase_begin();
+  } else if (uc_free_phase == UC_PHASE_DIRECT) {
+    if (++uc_local_flushes >= UC_FREE_PHASE_DIRECT)
+      free_phase_batch();
+  }
 }
 
 void uc_flush(unsigned c)
@@ -304,16 +327,16 @@ void uc_flush(unsigned c)
     if (uc_state == UC_LIVE && bin_fill(c) <= uc_limit(c))
       return;
   }
-  if (uc_state == UC_LIVE && uc_flush_streak[c] < 255 && ++uc_flush_streak[c] >= UC_SINK_FLUSHES &&
-      uc_limit(c) > uc_limit_min(c))
+  if (uc_state == UC_LIVE && !uc_free_phase && uc_flush_streak[c] < 255 &&
+      ++uc_flush_streak[c] >= UC_SINK_FLUSHES && uc_limit(c) > uc_limit_min(c))
     bin_set_limit(c, uc_limit(c) / 2 > uc_limit_min(c) ? uc_limit(c) / 2 : uc_limit_min(c));
   int32_t fill = bin_fill(c);
   if (fill <= 0) {
     bin_rebase(c, 0);
     return;
   }
-  /* down to half the limit */
-  int32_t k = uc_state == UC_LIVE ? fill - uc_limit(c) / 2 : fill;
+  /* down to half the limit (to nothing in the free phase) */
+  int32_t k = uc_state == UC_LIVE && !uc_free_phase ? fill - uc_limit(c) / 2 : fill;
   if (k > fill)
     k = fill;
   if (k > 0) {

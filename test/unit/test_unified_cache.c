@@ -257,7 +257,7 @@ START_TEST(free_phase_empties_the_bins)
     uc_thread_exit();
     return;
   }
-  enum { NA = 8000, NB = 100 };
+  enum { NA = 5000, NB = 100 }; /* a phase short of UC_FREE_PHASE_DIRECT frees */
   void **ba = calloc(NA, sizeof(void *)), **bb = calloc(NB, sizeof(void *));
   ck_assert_ptr_nonnull(ba);
   ck_assert_ptr_nonnull(bb);
@@ -309,6 +309,42 @@ START_TEST(free_phase_empties_the_bins)
 }
 END_TEST
 
+/* A free phase that runs on (a long teardown) stops paying a slow path
+ * per free: the bins batch again, up to 16 blocks each, all given back at
+ * every overflow, so what the thread keeps stays bounded. */
+START_TEST(long_free_phase_batches)
+{
+  uc_thread_init();
+  const unsigned a = hak_class_of(64);
+  const unsigned max_a = uc_bin_limit(a);
+  if (!HAK_UNIFIED_CACHE || !HAK_WARM_POOL) { /* no phase without owned slabs */
+    uc_thread_exit();
+    return;
+  }
+  enum { NA = 30000 };
+  void **ba = calloc(NA, sizeof(void *));
+  ck_assert_ptr_nonnull(ba);
+  take_blocks(a, ba, NA);
+  unsigned most = 0;
+  for (unsigned i = 0; i < NA; i++) {
+    uc_push(a, ba[i]);
+    if (i > NA - 1000 && bin_len(a) > most)
+      most = bin_len(a);
+  }
+  const unsigned len_a = bin_len(a), lim_a = uc_bin_limit(a);
+  take_blocks(a, ba, 1);
+  const unsigned lim_a_refilled = uc_bin_limit(a);
+  ck_assert_uint_le(len_a, 16);
+  ck_assert_uint_le(most, 16);
+  ck_assert_uint_gt(most, 0); /* it does batch */
+  ck_assert_uint_eq(lim_a, 16);
+  ck_assert_uint_eq(lim_a_refilled, max_a);
+  uc_push(a, ba[0]);
+  free(ba);
+  uc_thread_exit();
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("unified_cache");
@@ -321,6 +357,7 @@ int main(void)
   tcase_add_test(tc, double_free_probe);
   tcase_add_test(tc, sink_bin_shrinks_then_grows_back);
   tcase_add_test(tc, free_phase_empties_the_bins);
+  tcase_add_test(tc, long_free_phase_batches);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_set_fork_status(sr, CK_FORK);
