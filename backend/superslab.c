@@ -710,8 +710,24 @@ static void reserve_release(void)
   hak_os_unmap(rest, len);
 }
 
+/* The global pass (backend_purge) takes SuperSlabs off the free tier while
+ * it decays them; a trim waits for it, and holds it off, so that it finds
+ * every one of them. */
+static _Atomic uint32_t purge_last_ms;   /* when the last global pass started */
+static _Atomic int purge_busy;          /* a global pass or a trim is running */
+
+static void purge_exclude(void)
+{
+  int idle = 0;
+  while (!atomic_compare_exchange_weak(&purge_busy, &idle, 1)) {
+    idle = 0;
+    sched_yield();
+  }
+}
+
 size_t backend_trim(void)
 {
+  purge_exclude();
   reserve_release();
   pthread_mutex_lock(&backend_lock);
   hak_superslab_t *list = retire_list;
@@ -731,6 +747,7 @@ size_t backend_trim(void)
   retire_list = NULL;
   retire_len = 0;
   pthread_mutex_unlock(&backend_lock);
+  atomic_store_explicit(&purge_busy, 0, memory_order_release);
   unmap_retired(list);
   return n * HAK_SS_SIZE;
 }
@@ -1050,8 +1067,6 @@ size_t backend_trim_others(hak_owner_t *self, hak_owner_trim_fn hook)
 /* ---- Decay by time ----------------------------------------------------- */
 
 static _Atomic uint32_t purge_delay_ms = 100;
-static _Atomic uint32_t purge_last_ms;   /* when the last global pass started */
-static _Atomic int purge_busy;          /* a global pass is running */
 
 void backend_set_purge_delay(unsigned ms) { atomic_store_explicit(&purge_delay_ms, ms, memory_order_relaxed); }
 unsigned backend_purge_delay(void) { return atomic_load_explicit(&purge_delay_ms, memory_order_relaxed); }
