@@ -12,7 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <linux/membarrier.h>
 #include <sys/random.h>
+#include <sys/syscall.h>
 #include <stdatomic.h>
 #include <time.h>
 #include <unistd.h>
@@ -46,6 +48,32 @@ void hak_os_decommit(void *p, size_t size)
   int saved = errno;
   madvise(p, size, MADV_DONTNEED);
   errno = saved;
+}
+
+bool hak_os_membarrier_register(void)
+{
+#ifdef SYS_membarrier
+  int saved = errno;
+  long cmds = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+  bool ok = cmds >= 0 && (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
+            syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+  errno = saved;
+  return ok;
+#else
+  return false;
+#endif
+}
+
+bool hak_os_membarrier(void)
+{
+#ifdef SYS_membarrier
+  int saved = errno;
+  bool ok = syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0;
+  errno = saved;
+  return ok;
+#else
+  return false;
+#endif
 }
 
 size_t hak_fmt_u64(char *buf, unsigned long long v)

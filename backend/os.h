@@ -24,6 +24,13 @@ size_t hak_fmt_hex(char *buf, unsigned long long v) HAK_INTERNAL;
  * mixing function. For secrets of the hardened build, not cryptography. */
 uint64_t hak_random64(void) HAK_INTERNAL;
 
+/* membarrier(2), private expedited: register the process (false when the
+ * kernel or a seccomp filter refuses), then make every running thread of
+ * the process execute a full memory barrier before returning (false when
+ * it could not). */
+bool hak_os_membarrier_register(void) HAK_INTERNAL;
+bool hak_os_membarrier(void) HAK_INTERNAL;
+
 /* Milliseconds on a coarse monotonic clock (a few ms of resolution; wraps
  * after 49 days: compare with differences). For slow paths only. */
 uint32_t hak_clock_ms(void) HAK_INTERNAL;

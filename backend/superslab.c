@@ -141,13 +141,63 @@ static void hdr_free(hak_superslab_t *h)
 
 /* ---- Owners ------------------------------------------------------------- */
 
+/* ---- The owner lock (see superslab.h) ----------------------------------- */
+
+bool backend_owner_fenced;
+static pthread_once_t owner_lock_once = PTHREAD_ONCE_INIT;
+
+#if defined(__SANITIZE_THREAD__)
+#define OWNER_LOCK_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define OWNER_LOCK_TSAN 1
+#endif
+#endif
+#ifndef OWNER_LOCK_TSAN
+#define OWNER_LOCK_TSAN 0
+#endif
+
+static void owner_lock_choose(void)
+{
+  backend_owner_fenced = OWNER_LOCK_TSAN || !hak_os_membarrier_register();
+}
+
+/* The owner found a helper inside: step out of its way until it is done
+ * (one pass over the owner's SuperSlabs), then try again. */
+void backend_owner_lock_wait(hak_owner_t *o)
+{
+  do {
+    atomic_store_explicit(&o->busy, 0, memory_order_release);
+    while (atomic_load_explicit(&o->helper, memory_order_acquire))
+      sched_yield();
+  } while (!backend_owner_enter(o));
+}
+
+bool backend_owner_trylock(hak_owner_t *o)
+{
+  int none = 0;
+  if (!atomic_compare_exchange_strong(&o->helper, &none, 1))
+    return false; /* another helper */
+  if (!backend_owner_fenced && !hak_os_membarrier()) { /* no barrier: nothing is known */
+    backend_owner_helper_unlock(o);
+    return false;
+  }
+  if (atomic_load_explicit(&o->busy, backend_owner_fenced ? memory_order_seq_cst : memory_order_acquire)) {
+    backend_owner_helper_unlock(o);
+    return false;
+  }
+  return true;
+}
+
 hak_owner_t *backend_owner_new(void)
 {
+  pthread_once(&owner_lock_once, owner_lock_choose);
   hak_owner_t *o = pool_get(&owner_pool);
   if (!o)
     return NULL;
   memset(o, 0, sizeof *o);
-  pthread_mutex_init(&o->lock, NULL);
+  atomic_store_explicit(&o->busy, 0, memory_order_relaxed);
+  atomic_store_explicit(&o->helper, 0, memory_order_relaxed);
   o->tid = atomic_fetch_add_explicit(&next_tid, 1, memory_order_relaxed);
   o->decay_ms = hak_clock_ms();
   pthread_mutex_lock(&owners_lock);
@@ -1043,7 +1093,7 @@ size_t backend_trim_others(hak_owner_t *self, hak_owner_trim_fn hook)
   size_t bytes = 0;
   pthread_mutex_lock(&owners_lock);
   for (hak_owner_t *o = owners_live; o; o = o->live_next) {
-    if (o == self || pthread_mutex_trylock(&o->lock) != 0)
+    if (o == self || !backend_owner_trylock(o))
       continue; /* busy owners do their own housekeeping */
     hak_superslab_t *ss = backend_inbox_take(o);
     while (ss) {
@@ -1058,7 +1108,7 @@ size_t backend_trim_others(hak_owner_t *self, hak_owner_trim_fn hook)
       bytes += hook(o, o->user);
     for (hak_superslab_t *t = o->owned; t; t = t->own_next)
       bytes += backend_ss_decommit_idle(t);
-    pthread_mutex_unlock(&o->lock);
+    backend_owner_helper_unlock(o);
   }
   pthread_mutex_unlock(&owners_lock);
   return bytes;
@@ -1176,10 +1226,10 @@ static bool quiet_owners_decay(uint32_t now, uint32_t delay)
   for (hak_owner_t *o = owners_live; o; o = o->live_next) {
     if (now - __atomic_load_n(&o->decay_ms, __ATOMIC_RELAXED) < 2 * delay)
       continue;
-    if (pthread_mutex_trylock(&o->lock) != 0)
+    if (!backend_owner_trylock(o))
       continue;
     pending |= owner_decay_locked(o, now, true);
-    pthread_mutex_unlock(&o->lock);
+    backend_owner_helper_unlock(o);
   }
   pthread_mutex_unlock(&owners_lock);
   return pending;
@@ -1224,6 +1274,10 @@ void backend_fork_parent(void)
 }
 void backend_fork_child(void)
 {
+  /* The child is a new process to membarrier; it has one thread now, so
+   * the owner lock may change sides safely. */
+  if (!backend_owner_fenced && !hak_os_membarrier_register())
+    backend_owner_fenced = true;
   atomic_store_explicit(&purge_busy, 0, memory_order_relaxed); /* its runner is not in the child */
   pthread_mutex_init(&backend_lock, NULL);
   pthread_mutex_init(&owners_lock, NULL);

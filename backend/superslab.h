@@ -177,10 +177,10 @@ struct hak_owner {
   uint32_t decay_ms;   /* when the last decay pass over its SuperSlabs ran */
   uint32_t ticks;      /* owner-private: slow-path events since the clock was read */
   void *user;                          /* the box above's per-thread state */
-  /* Held by the owner around every slow-path operation on its SuperSlabs,
-   * so that another thread's malloc_trim can do an idle owner's
-   * housekeeping (backend_trim_others). Uncontended in normal operation. */
-  pthread_mutex_t lock __attribute__((aligned(64)));
+  /* The owner lock (see "The owner lock" below): busy is the owner's
+   * side, helper a helping thread's. */
+  _Atomic int busy __attribute__((aligned(64)));
+  _Atomic int helper;
 };
 
 /* The header of the SuperSlab holding p, from its registry tag. p must be
@@ -279,8 +279,49 @@ HAK_INLINE unsigned remote_run_cut(void *head, uintptr_t base, unsigned max, voi
  * first). */
 hak_superslab_t *backend_inbox_take(hak_owner_t *o) HAK_INTERNAL;
 
-HAK_INLINE void backend_owner_lock(hak_owner_t *o) { pthread_mutex_lock(&o->lock); }
-HAK_INLINE void backend_owner_unlock(hak_owner_t *o) { pthread_mutex_unlock(&o->lock); }
+/* The owner lock. The owner holds it around every slow-path operation on
+ * its SuperSlabs (a thread in a free phase, for every free), so that
+ * another thread — malloc_trim, the purge pass — can do the housekeeping
+ * of an owner that has gone quiet. Helpers only ever try it, and only
+ * while holding owners_lock (so none is inside at a fork).
+ *
+ * It is asymmetric, Dekker's mutual exclusion with the owner's fence
+ * moved to the helpers: the owner stores busy = 1 and reads helper with
+ * no fence between (a compiler barrier only), and a helper, after storing
+ * helper = 1, has membarrier(2) run a full barrier on every CPU that runs
+ * one of the process's threads before it reads busy. Either the owner's
+ * store was before that barrier and the helper sees it (and backs off), or
+ * the owner's read comes after it and sees helper (and waits). The owner
+ * pays two plain stores and a load per slow path, no atomic
+ * read-modify-write; a helper pays a system call. Where membarrier is
+ * refused (old kernels, seccomp) and under ThreadSanitizer, which cannot
+ * see it, both sides use sequentially consistent atomics instead
+ * (backend_owner_fenced, chosen once, before the first owner exists). */
+extern bool backend_owner_fenced HAK_INTERNAL;
+void backend_owner_lock_wait(hak_owner_t *o) HAK_INTERNAL;
+/* The owner's side: announce itself; true when no helper is inside. */
+HAK_INLINE bool backend_owner_enter(hak_owner_t *o)
+{
+  if (backend_owner_fenced) {
+    atomic_exchange_explicit(&o->busy, 1, memory_order_seq_cst);
+    return !atomic_load_explicit(&o->helper, memory_order_seq_cst);
+  }
+  atomic_store_explicit(&o->busy, 1, memory_order_relaxed);
+  atomic_signal_fence(memory_order_seq_cst);
+  return !atomic_load_explicit(&o->helper, memory_order_acquire);
+}
+HAK_INLINE void backend_owner_lock(hak_owner_t *o)
+{
+  if (hak_unlikely(!backend_owner_enter(o)))
+    backend_owner_lock_wait(o);
+}
+HAK_INLINE void backend_owner_unlock(hak_owner_t *o) { atomic_store_explicit(&o->busy, 0, memory_order_release); }
+/* A helper: take o's lock unless its owner (or another helper) holds it. */
+bool backend_owner_trylock(hak_owner_t *o) HAK_INTERNAL;
+HAK_INLINE void backend_owner_helper_unlock(hak_owner_t *o)
+{
+  atomic_store_explicit(&o->helper, 0, memory_order_release);
+}
 
 /* malloc_trim's help for the other threads: for every other live owner not
  * busy right now, collect the frees other threads made into its
