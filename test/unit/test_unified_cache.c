@@ -86,7 +86,7 @@ START_TEST(hits_counted_exactly_across_slow_paths)
 END_TEST
 
 /* A fresh bin's limit: about 16 KiB of blocks, at most 256, at least 24
- * for the classes up to 1 KiB, 4 for the other small ones and 2 for the
+ * for the classes up to 1 KiB, 4 for the other small ones; none for the
  * medium ones. */
 START_TEST(limits_follow_the_byte_budget)
 {
@@ -97,7 +97,11 @@ START_TEST(limits_follow_the_byte_budget)
       ck_assert_uint_eq(lim, 0);
       continue;
     }
-    const unsigned least = size <= HAK_TINY_MAX ? 24 : size <= HAK_SMALL_MAX ? 4 : 2;
+    if (size > HAK_SMALL_MAX) { /* the medium classes: no bin */
+      ck_assert_uint_eq(lim, 0);
+      continue;
+    }
+    const unsigned least = size <= HAK_TINY_MAX ? 24 : 4;
     ck_assert_uint_ge(lim, least);
     ck_assert_uint_le(lim, 256);
     if (lim > least)
