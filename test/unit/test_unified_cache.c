@@ -336,14 +336,15 @@ START_TEST(long_free_phase_batches)
       most = bin_len(a);
   }
   const unsigned len_a = bin_len(a), lim_a = uc_bin_limit(a);
-  take_blocks(a, ba, 1);
+  take_blocks(a, ba, len_a + 1); /* past what the bin holds: a refill */
   const unsigned lim_a_refilled = uc_bin_limit(a);
   ck_assert_uint_le(len_a, 16);
   ck_assert_uint_le(most, 16);
   ck_assert_uint_gt(most, 0); /* it does batch */
   ck_assert_uint_eq(lim_a, 16);
   ck_assert_uint_eq(lim_a_refilled, max_a);
-  uc_push(a, ba[0]);
+  for (unsigned i = 0; i <= len_a; i++)
+    uc_push(a, ba[i]);
   free(ba);
   uc_thread_exit();
 }
