@@ -84,7 +84,12 @@
 #include <unistd.h>
 
 #define LARGE_MAGIC   0x48414b4cu /* "HAKL" */
-#define CACHE_SLOTS   32u
+/* The cache's bytes and age bound what it holds; the slot count only has
+ * to stay out of their way. With a smaller table, a program whose threads
+ * each end by freeing dozens of big buffers lost most of them to overflow
+ * and mapped them again on its next round. Lookups scan the table under
+ * large_lock, beside a system call or page faults. */
+#define CACHE_SLOTS   256u
 /* A mapping unused for this long is given back. Faulting a block in again
  * costs a few microseconds per page: a small fraction of a reuse interval
  * this long. Keeping mappings for seconds made programs that grow tables by
