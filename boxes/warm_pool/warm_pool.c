@@ -312,6 +312,25 @@ static inline bool return_local(hak_superslab_t *ss, void *b)
   return true;
 }
 
+bool warm_pool_return_one(unsigned cls, void *b)
+{
+  hak_owner_t *me = wp_tls.owner;
+  if (hak_likely(me != NULL)) {
+    hak_superslab_t *ss = hak_ss_of(b);
+    backend_owner_lock(me);
+    if (hak_likely(ss_is_owner(ss, me))) {
+      return_local(ss, b);
+      backend_owner_unlock(me);
+      backend_tick(me);
+      wp_tls.last_local = 1;
+      return true;
+    }
+    backend_owner_unlock(me);
+  }
+  warm_pool_return(cls, b, 1);
+  return false;
+}
+
 /* The blocks come in runs of one SuperSlab (a bin holds what its thread
  * freed, mostly in the order it allocated): the SuperSlab and whether we
  * own it are looked up once per run. A run of another thread's blocks is

@@ -47,6 +47,11 @@ unsigned warm_pool_refill(unsigned cls, unsigned max, void **head, void **tail) 
  * block's link as it was (what followed them: a bin's next block). */
 void *warm_pool_return(unsigned cls, void *head, unsigned n) HAK_INTERNAL;
 
+/* Take back one block of class cls (its link is ignored): onto its slab
+ * when the calling thread owns its SuperSlab (true), else to its owner.
+ * The short path for a thread that frees its own blocks one at a time. */
+bool warm_pool_return_one(unsigned cls, void *b) HAK_INTERNAL;
+
 /* Of the blocks the calling thread's last warm_pool_return took, how many
  * went back to its own SuperSlabs (the others to their owners). */
 unsigned warm_pool_last_local(void) HAK_INTERNAL;
