@@ -693,6 +693,34 @@ START_TEST(large_cache_keeps_a_burst_of_frees)
 }
 END_TEST
 
+START_TEST(large_cache_keeps_many_mappings)
+{
+  /* A hundred blocks just past the medium range, freed together (threads
+   * that end by freeing what they kept) and allocated again: well inside
+   * the cache's bytes, so every one comes back from it, pages resident. */
+  enum { N = 100 };
+  const size_t sz = 300000;
+  static char *b[N];
+  large_trim();
+  for (int i = 0; i < N; i++) {
+    b[i] = large_alloc(sz, 0, false);
+    ck_assert_ptr_nonnull(b[i]);
+    memset(b[i], i + 1, sz);
+  }
+  for (int i = 0; i < N; i++)
+    large_free(b[i]);
+  uint64_t hits = large_cache_hits();
+  for (int i = 0; i < N; i++) {
+    b[i] = large_alloc(sz, 0, false);
+    ck_assert_uint_eq(resident_pages(b[i], sz - sz % HAK_PAGE_SIZE), sz / HAK_PAGE_SIZE);
+  }
+  ck_assert_uint_eq(large_cache_hits(), hits + N);
+  for (int i = 0; i < N; i++)
+    large_free(b[i]);
+  ck_assert_uint_ge(large_trim(), N * sz);
+}
+END_TEST
+
 START_TEST(large_cache_serves_bigger_requests_in_place)
 {
   const size_t mb = (size_t)1 << 20;
@@ -848,6 +876,7 @@ int main(void)
   tcase_add_test(tl, large_cache_skips_growth_leftovers);
   tcase_add_test(tl, large_purge_gives_back_aged_mappings);
   tcase_add_test(tl, large_cache_keeps_a_burst_of_frees);
+  tcase_add_test(tl, large_cache_keeps_many_mappings);
   tcase_add_test(tl, large_cache_serves_bigger_requests_in_place);
   tcase_add_test(tl, large_cache_bounds_what_a_small_block_keeps);
   tcase_add_test(tl, large_mapping_has_no_room_under_an_address_space_limit);
