@@ -70,6 +70,58 @@ static inline int32_t uc_limit(unsigned c)
   return uc_lim[c];
 }
 
+/* Growth. A bin that runs over with its thread's own blocks and then dry
+ * (a flush of local blocks, then a refill) holds less than its thread
+ * cycles through: every block of the difference goes to its slab and comes
+ * back, a slow path and a walk each way. Such a bin's ceiling doubles at
+ * that refill, up to UC_GROW_BYTES of blocks (at most UC_GROW_BLOCKS),
+ * while the thread's growth beyond the classes' usual limits stays within
+ * UC_GROW_THREAD_BYTES: a thread whose working set of one class is a few
+ * thousand small blocks keeps it in the bin, and what any thread can hold
+ * there stays bounded. A flush that sent blocks to other threads does not
+ * count (a consumer's bin stays small, so their owners get them back
+ * soon), and a free phase (the thread tearing down) puts every ceiling
+ * back. */
+#define UC_GROW_BYTES 65536u
+#define UC_GROW_BLOCKS 2048u
+#define UC_GROW_THREAD_BYTES ((size_t)256 << 10)
+static __thread uint16_t uc_top[HAK_NUM_CLASSES]; /* 0: uc_limit_max */
+static __thread uint8_t uc_flushed_own[HAK_NUM_CLASSES]; /* since the last refill */
+static __thread size_t uc_grown_bytes;
+
+static inline int32_t uc_limit_top(unsigned c)
+{
+  return uc_top[c] ? uc_top[c] : uc_limit_max(c);
+}
+
+/* Bin c cycled at its ceiling: raise the ceiling if the bounds allow. */
+static void bin_grow(unsigned c)
+{
+  const uint32_t size = (uint32_t)hak_class_size(c);
+  const int32_t top = uc_limit_top(c);
+  int32_t most = (int32_t)(UC_GROW_BYTES / size);
+  if (most > (int32_t)UC_GROW_BLOCKS)
+    most = (int32_t)UC_GROW_BLOCKS;
+  int32_t next = top * 2 < most ? top * 2 : most;
+  if (next <= top)
+    return;
+  size_t more = (size_t)(next - top) * size;
+  if (uc_grown_bytes + more > UC_GROW_THREAD_BYTES)
+    return;
+  uc_grown_bytes += more;
+  uc_top[c] = (uint16_t)next;
+}
+
+/* Every ceiling back to the class's usual limit. */
+static void bins_ungrow(void)
+{
+  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
+    uc_top[c] = 0;
+    uc_flushed_own[c] = 0;
+  }
+  uc_grown_bytes = 0;
+}
+
 /* The free phase. A thread that keeps sending its own blocks back to its
  * SuperSlabs (UC_FREE_PHASE_FLUSHES flushes in a row, no refill of any
  * class in between) is tearing something down, not cycling blocks. What
@@ -233,10 +285,13 @@ void *uc_refill(unsigned c)
   uc_free_phase = UC_PHASE_NONE;
   if (uc_flush_streak[c] && uc_state == UC_LIVE) {
     /* drained since its last flush: the bin is used both ways */
+    if (uc_flushed_own[c])
+      bin_grow(c);
     uc_flush_streak[c] = 0;
-    if (uc_limit(c) < uc_limit_max(c))
-      bin_set_limit(c, uc_limit_max(c));
+    if (uc_limit(c) < uc_limit_top(c))
+      bin_set_limit(c, uc_limit_top(c));
   }
+  uc_flushed_own[c] = 0;
   void *head, *tail;
   unsigned n = warm_pool_refill(c, HAK_UNIFIED_CACHE && uc_state == UC_LIVE ? refill_batch(c) : 1, &head, &tail);
   HAK_STAT_ADD(c, uc_misses, 1);
@@ -280,6 +335,8 @@ static void flush_n(unsigned c, int32_t fill, int32_t k)
   /* links are plain already: the pool's walk finds where the bin goes on */
   b->head = warm_pool_return(c, first, (unsigned)k);
 #endif
+  if (!uc_free_phase && warm_pool_last_local() == (unsigned)k)
+    uc_flushed_own[c] = 1;
   HAK_STAT_ADD(c, uc_flushes, 1);
   bin_rebase(c, fill - k);
 }
@@ -295,6 +352,7 @@ static void free_phase_begin(void)
     uc_flush_streak[c] = UC_SINK_FLUSHES; /* its next refill gives the limit back */
     bin_set_limit(c, 0);
   }
+  bins_ungrow();
 }
 
 /* A long phase: bins that are empty now batch the rest of the frees. */

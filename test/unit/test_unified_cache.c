@@ -350,6 +350,61 @@ START_TEST(long_free_phase_batches)
 }
 END_TEST
 
+/* A bin that cycles through more of its thread's own blocks than it holds
+ * (all of them freed, then allocated again) grows until a cycle fits, no
+ * further than its byte ceiling; a free phase puts it back. */
+START_TEST(cycling_bin_grows_to_fit)
+{
+  uc_thread_init();
+  const unsigned c = hak_class_of(16);
+  const unsigned max = uc_bin_limit(c);
+  if (!HAK_UNIFIED_CACHE || !HAK_WARM_POOL) { /* no own blocks without a pool */
+    uc_thread_exit();
+    return;
+  }
+  enum { N = 1500, ROUNDS = 6 };
+  static void *blocks[N];
+  static unsigned lim[ROUNDS];
+  static unsigned long long flushes[ROUNDS];
+  /* No ck_assert until the end: libcheck's own mallocs would move bins. */
+  for (unsigned r = 0; r < ROUNDS; r++) {
+    take_blocks(c, blocks, N);
+    lim[r] = uc_bin_limit(c); /* as the refills of this round left it */
+    uc_fold_stats();
+    unsigned long long f0 = stat("uc_flushes");
+    for (unsigned i = 0; i < N; i++)
+      uc_push(c, blocks[i]);
+    uc_fold_stats();
+    flushes[r] = stat("uc_flushes") - f0;
+  }
+  ck_assert_uint_eq(max, 256);
+  ck_assert_uint_eq(lim[0], max);      /* nothing cycled yet */
+  ck_assert_uint_eq(lim[1], 2 * max);  /* one doubling per cycle */
+  ck_assert_uint_ge(lim[ROUNDS - 1], N); /* a whole cycle fits */
+  ck_assert_uint_le(lim[ROUNDS - 1], 2048);
+  ck_assert_uint_le(lim[ROUNDS - 1] * 16u, 65536);
+  if (HAK_STATS) {
+    /* At most the blocks a refill left over still overflow, once. */
+    ck_assert_uint_ge(flushes[0], 8);
+    ck_assert_uint_le(flushes[ROUNDS - 1], 1);
+  }
+  /* A teardown: dozens of flushes of a class in a row, no refill. */
+  const unsigned d = hak_class_of(64);
+  enum { ND = 8000 };
+  void **bd = calloc(ND, sizeof(void *));
+  ck_assert_ptr_nonnull(bd);
+  take_blocks(d, bd, ND);
+  for (unsigned i = 0; i < ND; i++)
+    uc_push(d, bd[i]);
+  take_blocks(c, blocks, 1);
+  const unsigned lim_after = uc_bin_limit(c);
+  ck_assert_uint_eq(lim_after, max);
+  uc_push(c, blocks[0]);
+  free(bd);
+  uc_thread_exit();
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("unified_cache");
@@ -358,6 +413,7 @@ int main(void)
   tcase_add_test(tc, hits_counted_exactly_across_slow_paths);
   tcase_add_test(tc, limits_follow_the_byte_budget);
   tcase_add_test(tc, flush_keeps_fill_bounded);
+  tcase_add_test(tc, cycling_bin_grows_to_fit);
   tcase_add_test(tc, push_after_exit_passes_through);
   tcase_add_test(tc, double_free_probe);
   tcase_add_test(tc, sink_bin_shrinks_then_grows_back);
