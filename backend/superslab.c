@@ -625,6 +625,72 @@ unsigned backend_ss_free_local(hak_superslab_t *ss, void *p)
   return put_back(ss, p);
 }
 
+/* In the same slab s of ss? (A block of another SuperSlab, below or above
+ * it, gives an index far out of range.) */
+static inline bool in_slab(const hak_superslab_t *ss, unsigned s, const void *b)
+{
+  return (((uintptr_t)b - (uintptr_t)ss->base) >> ss->slab_shift) == s;
+}
+
+#if !HAK_HARDENED
+/* Plain links: the run is linked already, and the blocks of one slab that
+ * come together in it (a bin frees in the order its thread freed, mostly
+ * the order it allocated) go onto their slab's list in one splice, in that
+ * order, their counts moved once. Nothing is written into the blocks but
+ * the last link of each splice. */
+unsigned backend_ss_free_run(hak_superslab_t *ss, void *b, unsigned n, void **rest,
+                             unsigned *count)
+{
+  unsigned ev = ss->room_mask ? 0 : HAK_SS_BECAME_ROOMY;
+  unsigned done = 0;
+  while (done < n && (uintptr_t)b - (uintptr_t)ss->base < HAK_SS_SIZE) {
+    const unsigned s = hak_slab_index(ss, b);
+    hak_slab_t *sl = &ss->slabs[s];
+    void *const first = b, *const top = sl->free;
+    const unsigned out = sl->used;
+    void *last;
+    unsigned k = 0;
+    do {
+      /* on its slab's list already, or more blocks back than were out */
+      if (hak_unlikely(b == top || k == out))
+        hak_os_fatal("free", "double free detected", b);
+      last = b;
+      b = *(void **)b;
+      k++;
+    } while (done + k < n && in_slab(ss, s, b));
+    *(void **)last = top;
+    sl->free = first;
+    sl->used = (uint16_t)(sl->used - k);
+    slab_reset_if_idle(sl);
+    ss->room_mask |= 1u << s;
+    ss->used -= k;
+    done += k;
+  }
+  if (ss->used == 0)
+    ev |= HAK_SS_BECAME_EMPTY;
+  *rest = b;
+  *count = done;
+  return ev;
+}
+#else
+/* Hardened links are encoded per block: one block at a time. */
+unsigned backend_ss_free_run(hak_superslab_t *ss, void *b, unsigned n, void **rest,
+                             unsigned *count)
+{
+  unsigned ev = 0, done = 0;
+  while (done < n && (uintptr_t)b - (uintptr_t)ss->base < HAK_SS_SIZE) {
+    void *next = *(void **)b;
+    block_out_check(ss, b);
+    ev |= put_back(ss, b);
+    b = next;
+    done++;
+  }
+  *rest = b;
+  *count = done;
+  return ev;
+}
+#endif
+
 #if !HAK_HARDENED
 /* Plain links: the blocks of one slab that come together in the chain (the
  * usual case: a freeing thread sends what it freed in order) are linked

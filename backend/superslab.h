@@ -217,6 +217,12 @@ unsigned backend_ss_take(hak_superslab_t *ss, unsigned max, void **head, void **
 #define HAK_SS_BECAME_ROOMY 1u  /* had no room before */
 #define HAK_SS_BECAME_EMPTY 2u  /* no block out any more */
 unsigned backend_ss_free_local(hak_superslab_t *ss, void *p) HAK_INTERNAL;
+/* Owner only: put back the run of ss's blocks that starts at b, a chain
+ * linked through the blocks' first words (a bin's plain links): at most n
+ * blocks, up to the first block of another SuperSlab. *rest gets the block
+ * after the run, *count its length. Returns the transitions it caused. */
+unsigned backend_ss_free_run(hak_superslab_t *ss, void *b, unsigned n, void **rest,
+                             unsigned *count) HAK_INTERNAL;
 /* Owner only: move remote frees onto the slabs; returns how many. */
 unsigned backend_ss_drain(hak_superslab_t *ss) HAK_INTERNAL;
 HAK_INLINE bool ss_has_room(const hak_superslab_t *ss) { return ss->room_mask != 0; }

@@ -298,18 +298,22 @@ void *warm_pool_return(unsigned cls, void *head, unsigned n)
   return rest;
 }
 
-/* Owner lock held: one of our blocks goes back on its SuperSlab. Returns
- * false when that gave the SuperSlab up (it is not ours any more). */
-static inline bool return_local(hak_superslab_t *ss, void *b)
+/* Owner lock held: blocks that went back on ss caused the transitions ev.
+ * This may give the SuperSlab up: the caller must not touch it after. */
+static void note_events(hak_superslab_t *ss, unsigned ev)
+{
+  if (!ss->in_pool)
+    pool_offer(ss);
+  else if ((ev & HAK_SS_BECAME_EMPTY) && !ss->empty_counted)
+    pool_note_empty(&wp_tls, ss);
+}
+
+/* Owner lock held: one of our blocks goes back on its SuperSlab. */
+static inline void return_local(hak_superslab_t *ss, void *b)
 {
   unsigned ev = backend_ss_free_local(ss, b);
-  if (hak_likely(!ev))
-    return true;
-  if (!ss->in_pool)
-    return pool_offer(ss);
-  if ((ev & HAK_SS_BECAME_EMPTY) && !ss->empty_counted)
-    return pool_note_empty(&wp_tls, ss);
-  return true;
+  if (hak_unlikely(ev))
+    note_events(ss, ev);
 }
 
 bool warm_pool_return_one(unsigned cls, void *b)
@@ -345,12 +349,11 @@ static void *return_locked(unsigned cls, void *head, unsigned n)
     const uintptr_t base = hak_ss_base_of(b);
     hak_superslab_t *ss = hak_ss_of(b);
     if (me && ss_is_owner(ss, me)) {
-      bool kept;
-      do {
-        void *next = *(void **)b;
-        kept = return_local(ss, b);
-        b = next;
-      } while (--n && kept && hak_ss_base_of(b) == base);
+      unsigned k;
+      const unsigned ev = backend_ss_free_run(ss, b, n, &b, &k);
+      n -= k;
+      if (ev)
+        note_events(ss, ev);
     } else {
       void *run = b, *tail;
       unsigned k = remote_run_cut(run, base, n, &tail, &b);

@@ -487,6 +487,85 @@ END_TEST
 START_TEST(remote_double_free_aborts_in_take) { remote_cycle_aborts(false); }
 END_TEST
 
+/* A bin hands its blocks back as one chain. free_run puts back the run of
+ * one SuperSlab (every slab it crosses), stops at a block of another
+ * SuperSlab or after n blocks, reports the transitions, and the blocks come
+ * out again in the order they went in. */
+START_TEST(free_run_puts_back_a_chain_in_order)
+{
+  hak_owner_t *o = backend_owner_new();
+  unsigned c = hak_class_of(256);
+  hak_superslab_t *a = backend_ss_new(o, c), *b = backend_ss_new(o, c);
+  static void *blocks[20000];
+  unsigned n = take_all(a, blocks, 20000);
+  ck_assert(!ss_has_room(a));
+  void *other = NULL, *t;
+  ck_assert_uint_eq(backend_ss_take(b, 1, &other, &t), 1);
+  /* chain: every block of a, then one of b */
+  for (unsigned i = 0; i + 1 < n; i++)
+    *(void **)blocks[i] = blocks[i + 1];
+  *(void **)blocks[n - 1] = other;
+  *(void **)other = NULL;
+  void *rest;
+  unsigned k;
+  /* a part first: a full SuperSlab gets room */
+  unsigned ev = backend_ss_free_run(a, blocks[0], 10, &rest, &k);
+  ck_assert_uint_eq(k, 10);
+  ck_assert_ptr_eq(rest, blocks[10]);
+  ck_assert_uint_eq(ev, HAK_SS_BECAME_ROOMY);
+  ck_assert_uint_eq(a->used, n - 10);
+  /* the rest: the run ends at b's block, and a is empty */
+  ev = backend_ss_free_run(a, rest, 100000, &rest, &k);
+  ck_assert_uint_eq(k, n - 10);
+  ck_assert_ptr_eq(rest, other);
+  ck_assert_uint_eq(ev, HAK_SS_BECAME_EMPTY);
+  ck_assert_uint_eq(a->used, 0);
+  ck_assert_uint_eq(b->used, 1);
+  /* half a slab back: the next take gives those blocks in order */
+  static void *again[20000];
+  unsigned m = take_all(a, again, 20000);
+  ck_assert_uint_eq(m, n);
+  unsigned s0 = hak_slab_index(a, again[0]);
+  unsigned per = 0;
+  while (per < m && hak_slab_index(a, again[per]) == s0)
+    per++;
+  for (unsigned i = 0; i + 1 < per / 2; i++)
+    *(void **)again[i] = again[i + 1];
+  *(void **)again[per / 2 - 1] = NULL;
+  ev = backend_ss_free_run(a, again[0], 100000, &rest, &k);
+  ck_assert_uint_eq(k, per / 2);
+  ck_assert_ptr_null(rest);
+  ck_assert_uint_eq(ev, HAK_SS_BECAME_ROOMY);
+  void *h;
+  ck_assert_uint_eq(backend_ss_take(a, per / 2, &h, &t), per / 2);
+  for (unsigned i = 0; i < per / 2 && !HAK_HARDENED; i++) { /* hardened: LIFO */
+    ck_assert_ptr_eq(h, again[i]);
+    h = i + 1 < per / 2 ? *(void **)h : NULL;
+  }
+  for (unsigned i = 0; i < m; i++)
+    backend_ss_free_local(a, again[i]);
+  backend_ss_free_local(b, other);
+  backend_owner_retire(o);
+}
+END_TEST
+
+/* Plain builds: the same block twice in a bin's chain is caught when the
+ * chain goes back: the run would hold more blocks than its slab had out. */
+START_TEST(free_run_double_free_aborts)
+{
+  hak_owner_t *o = backend_owner_new();
+  hak_superslab_t *ss = backend_ss_new(o, hak_class_of(32));
+  void *h, *t;
+  ck_assert_uint_eq(backend_ss_take(ss, 4, &h, &t), 4);
+  void *x = h, *y = *(void **)h;
+  *(void **)x = y;
+  *(void **)y = x; /* x, y, x, y, ...: x was pushed twice */
+  void *rest;
+  unsigned k;
+  backend_ss_free_run(ss, x, 100, &rest, &k);
+}
+END_TEST
+
 /* Producer/consumer at the backend level: every block freed remotely comes
  * back to its owner through the inbox, so the owner maps nothing new. */
 static void *remote_freer(void *arg)
@@ -866,6 +945,9 @@ int main(void)
   tcase_add_test(ts, release_adopt_and_remote_free);
   tcase_add_test(ts, remote_chain_links_and_hints);
   tcase_add_test(ts, remote_frees_come_back);
+  tcase_add_test(ts, free_run_puts_back_a_chain_in_order);
+  if (!HAK_HARDENED) /* hardened builds catch it in the bin (its canary) */
+    tcase_add_test_raise_signal(ts, free_run_double_free_aborts, SIGABRT);
   tcase_add_test_raise_signal(ts, remote_double_free_aborts_in_drain, SIGABRT);
   tcase_add_test_raise_signal(ts, remote_double_free_aborts_in_take, SIGABRT);
   suite_add_tcase(s, ts);
