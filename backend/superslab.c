@@ -61,6 +61,12 @@ static unsigned reserve_size = RESERVE_MIN;
  * first: no fault) and those decommitted by the decay. */
 static hak_superslab_t *free_dirty, *free_clean;
 static unsigned free_dirty_len, free_clean_len;
+/* Demand on the free tier: how many SuperSlabs were taken from it since
+ * the last decay pass, and in each of the TIER_DEMAND_PASSES passes before
+ * (see free_tier_decay). Under backend_lock. */
+#define TIER_DEMAND_PASSES 5u
+static unsigned tier_taken;
+static unsigned tier_demand[TIER_DEMAND_PASSES], tier_demand_at;
 static hak_superslab_t *retire_list;
 static unsigned retire_len;
 static pthread_mutex_t owners_lock = PTHREAD_MUTEX_INITIALIZER; /* the live list */
@@ -927,9 +933,11 @@ hak_superslab_t *backend_ss_new(hak_owner_t *o, unsigned cls)
   if (ss) {
     free_dirty = ss->free_next;
     free_dirty_len--;
+    tier_taken++;
   } else if ((ss = free_clean) != NULL) {
     free_clean = ss->free_next;
     free_clean_len--;
+    tier_taken++;
   }
   pthread_mutex_unlock(&backend_lock);
   if (!ss) {
@@ -1207,7 +1215,15 @@ static bool owner_decay_locked(hak_owner_t *o, uint32_t now, bool helping)
 /* The free tier's pass: SuperSlabs with resident pages give them back once
  * two passes found them in the tier (unused for at least a delay); the
  * decommitted ones beyond FREE_CLEAN_KEEP are unmapped. The madvise calls
- * run outside backend_lock, on a list taken off the tier. */
+ * run outside backend_lock, on a list taken off the tier.
+ *
+ * Except what the tier is drawn on for: as many SuperSlabs as threads took
+ * from it over the last TIER_DEMAND_PASSES passes keep their pages, the
+ * most recently given up first. A program whose memory swings (a queue
+ * between threads that fills and drains, a pool that hands SuperSlabs
+ * back and takes them again) gave them back between its swings and
+ * faulted them in at every one; memory that nobody comes back for still
+ * goes back a few delays after the last take. */
 static bool free_tier_decay(void)
 {
   bool pending = false;
@@ -1215,11 +1231,22 @@ static bool free_tier_decay(void)
   hak_superslab_t *list = free_dirty;
   free_dirty = NULL;
   free_dirty_len = 0;
+  tier_demand[tier_demand_at] = tier_taken;
+  tier_demand_at = (tier_demand_at + 1) % TIER_DEMAND_PASSES;
+  tier_taken = 0;
+  unsigned keep = 0;
+  for (unsigned i = 0; i < TIER_DEMAND_PASSES; i++)
+    keep += tier_demand[i];
   pthread_mutex_unlock(&backend_lock);
   hak_superslab_t *still = NULL, *clean = NULL;
   while (list) {
     hak_superslab_t *ss = list, *next = ss->free_next;
-    backend_ss_decay(ss, &pending);
+    if (keep) {
+      keep--;
+      pending = true;
+    } else {
+      backend_ss_decay(ss, &pending);
+    }
     bool dirty = false;
     for (unsigned s = HAK_SS_FIRST_SLAB; s < HAK_SLABS_PER_SS; s++)
       dirty |= ss->slabs[s].dirty != HAK_SLAB_CLEAN;

@@ -281,6 +281,64 @@ START_TEST(fresh_superslabs_share_a_reservation)
 }
 END_TEST
 
+/* A SuperSlab of o with pages touched and no block out. */
+static hak_superslab_t *touched_empty(hak_owner_t *o, unsigned c)
+{
+  hak_superslab_t *ss = backend_ss_new(o, c);
+  ck_assert_ptr_nonnull(ss);
+  void *h, *t;
+  unsigned n = backend_ss_take(ss, 4, &h, &t);
+  ck_assert_uint_eq(n, 4);
+  for (unsigned i = 0; i < n; i++) {
+    void *next = i + 1 < n ? *(void **)h : NULL;
+    backend_ss_free_local(ss, h);
+    h = next;
+  }
+  return ss;
+}
+
+static bool tier_touched(const hak_superslab_t *ss)
+{
+  for (unsigned s = 0; s < HAK_SLABS_PER_SS; s++)
+    if (ss->slabs[s].dirty != HAK_SLAB_CLEAN)
+      return true;
+  return false;
+}
+
+/* The free tier gives back the pages of SuperSlabs left unused for a
+ * delay, but keeps as many as threads took from it lately: the ones given
+ * up last. Once nobody takes any, all of them go back. */
+START_TEST(free_tier_keeps_what_is_taken_again)
+{
+  hak_owner_t *o = backend_owner_new();
+  backend_trim(); /* an empty free tier */
+  const unsigned c = hak_class_of(64);
+  hak_superslab_t *old0 = touched_empty(o, c), *old1 = touched_empty(o, c);
+  backend_ss_release(o, old0); /* empty: to the free tier, pages and all */
+  backend_ss_release(o, old1);
+  uint32_t now = 1000;
+  for (unsigned i = 0; i < 12; i++) /* no takes: both go back */
+    backend_purge(now += 200);
+  ck_assert(!tier_touched(old0) && !tier_touched(old1));
+  /* Both taken from the tier (a demand of two) and a fresh one; all three
+   * touched and given up again, the fresh one last. */
+  hak_superslab_t *a = touched_empty(o, c), *b = touched_empty(o, c);
+  hak_superslab_t *x = touched_empty(o, c);
+  ck_assert((a == old0 && b == old1) || (a == old1 && b == old0));
+  backend_ss_release(o, a);
+  backend_ss_release(o, b);
+  backend_ss_release(o, x);
+  for (unsigned i = 0; i < 3; i++)
+    backend_purge(now += 200);
+  /* the last two given up keep their pages, the one below goes back */
+  ck_assert(tier_touched(x) && tier_touched(b) && !tier_touched(a));
+  for (unsigned i = 0; i < 12; i++) /* the demand runs out */
+    backend_purge(now += 200);
+  ck_assert(!tier_touched(a) && !tier_touched(b) && !tier_touched(x));
+  backend_owner_retire(o);
+}
+END_TEST
+
 /* A SuperSlab from the free tier changes geometry with its class: a
  * medium class cuts it into larger slabs, whose blocks are found (slab
  * index, block check) in them, and the pages the small class touched are
@@ -942,6 +1000,7 @@ int main(void)
   tcase_add_test(ts, carving_stops_at_page_end);
   tcase_add_test(ts, fresh_superslabs_share_a_reservation);
   tcase_add_test(ts, medium_class_geometry_and_reuse);
+  tcase_add_test(ts, free_tier_keeps_what_is_taken_again);
   tcase_add_test(ts, release_adopt_and_remote_free);
   tcase_add_test(ts, remote_chain_links_and_hints);
   tcase_add_test(ts, remote_frees_come_back);
