@@ -84,41 +84,53 @@ static inline int32_t uc_limit(unsigned c)
  * back. */
 #define UC_GROW_BYTES 65536u
 #define UC_GROW_BLOCKS 2048u
-#define UC_GROW_THREAD_BYTES ((size_t)256 << 10)
-static __thread uint16_t uc_top[HAK_NUM_CLASSES]; /* 0: uc_limit_max */
-static __thread uint8_t uc_flushed_own[HAK_NUM_CLASSES]; /* since the last refill */
-static __thread size_t uc_grown_bytes;
+#define UC_GROW_THREAD_BYTES (256u << 10)
+/* One byte a class: how many times its ceiling doubled (UC_DOUBLINGS),
+ * and whether a flush since its last refill sent only its own blocks back
+ * (UC_FLUSHED_OWN). Kept small: the thread's state is initial-exec TLS,
+ * which a library loaded by dlopen takes from the few KiB of static TLS
+ * the C library keeps spare (doc/hakmem.3). */
+#define UC_DOUBLINGS 0x7fu
+#define UC_FLUSHED_OWN 0x80u
+static __thread uint8_t uc_grow[HAK_NUM_CLASSES];
+static __thread uint32_t uc_grown_bytes;
+
+static inline int32_t uc_grow_most(unsigned c)
+{
+  const int32_t most = (int32_t)(UC_GROW_BYTES / (uint32_t)hak_class_size(c));
+  return most > (int32_t)UC_GROW_BLOCKS ? (int32_t)UC_GROW_BLOCKS : most;
+}
 
 static inline int32_t uc_limit_top(unsigned c)
 {
-  return uc_top[c] ? uc_top[c] : uc_limit_max(c);
+  const unsigned doublings = uc_grow[c] & UC_DOUBLINGS;
+  int32_t top = uc_limit_max(c);
+  if (doublings) {
+    const int32_t most = uc_grow_most(c);
+    top = top << doublings < most ? top << doublings : most;
+  }
+  return top;
 }
 
 /* Bin c cycled at its ceiling: raise the ceiling if the bounds allow. */
 static void bin_grow(unsigned c)
 {
-  const uint32_t size = (uint32_t)hak_class_size(c);
-  const int32_t top = uc_limit_top(c);
-  int32_t most = (int32_t)(UC_GROW_BYTES / size);
-  if (most > (int32_t)UC_GROW_BLOCKS)
-    most = (int32_t)UC_GROW_BLOCKS;
-  int32_t next = top * 2 < most ? top * 2 : most;
+  const int32_t top = uc_limit_top(c), most = uc_grow_most(c);
+  const int32_t next = top * 2 < most ? top * 2 : most;
   if (next <= top)
     return;
-  size_t more = (size_t)(next - top) * size;
+  const uint32_t more = (uint32_t)(next - top) * (uint32_t)hak_class_size(c);
   if (uc_grown_bytes + more > UC_GROW_THREAD_BYTES)
     return;
   uc_grown_bytes += more;
-  uc_top[c] = (uint16_t)next;
+  uc_grow[c]++;
 }
 
 /* Every ceiling back to the class's usual limit. */
 static void bins_ungrow(void)
 {
-  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
-    uc_top[c] = 0;
-    uc_flushed_own[c] = 0;
-  }
+  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
+    uc_grow[c] = 0;
   uc_grown_bytes = 0;
 }
 
@@ -152,15 +164,14 @@ static inline unsigned uc_batch(unsigned c)
 
 /* Refills start small and double up to uc_batch: a class a thread uses for
  * a handful of blocks carves (and touches) only a handful. */
-static __thread uint16_t uc_refill_size[HAK_NUM_CLASSES];
+static __thread uint8_t uc_refill_doublings[HAK_NUM_CLASSES];
 
 static inline unsigned refill_batch(unsigned c)
 {
-  unsigned full = uc_batch(c);
-  unsigned n = uc_refill_size[c] ? uc_refill_size[c] : 4;
+  const unsigned full = uc_batch(c), n = 4u << uc_refill_doublings[c];
   if (n >= full)
     return full;
-  uc_refill_size[c] = (uint16_t)(n * 2);
+  uc_refill_doublings[c]++;
   return n;
 }
 
@@ -285,13 +296,13 @@ void *uc_refill(unsigned c)
   uc_free_phase = UC_PHASE_NONE;
   if (uc_flush_streak[c] && uc_state == UC_LIVE) {
     /* drained since its last flush: the bin is used both ways */
-    if (uc_flushed_own[c])
+    if (uc_grow[c] & UC_FLUSHED_OWN)
       bin_grow(c);
     uc_flush_streak[c] = 0;
     if (uc_limit(c) < uc_limit_top(c))
       bin_set_limit(c, uc_limit_top(c));
   }
-  uc_flushed_own[c] = 0;
+  uc_grow[c] &= (uint8_t)~UC_FLUSHED_OWN;
   void *head, *tail;
   unsigned n = warm_pool_refill(c, HAK_UNIFIED_CACHE && uc_state == UC_LIVE ? refill_batch(c) : 1, &head, &tail);
   HAK_STAT_ADD(c, uc_misses, 1);
@@ -336,7 +347,7 @@ static void flush_n(unsigned c, int32_t fill, int32_t k)
   b->head = warm_pool_return(c, first, (unsigned)k);
 #endif
   if (!uc_free_phase && warm_pool_last_local() == (unsigned)k)
-    uc_flushed_own[c] = 1;
+    uc_grow[c] |= UC_FLUSHED_OWN;
   HAK_STAT_ADD(c, uc_flushes, 1);
   bin_rebase(c, fill - k);
 }
