@@ -639,39 +639,50 @@ static inline bool in_slab(const hak_superslab_t *ss, unsigned s, const void *b)
 }
 
 #if !HAK_HARDENED
-/* Plain links: the run is linked already, and the blocks of one slab that
- * come together in it (a bin frees in the order its thread freed, mostly
- * the order it allocated) go onto their slab's list in one splice, in that
- * order, their counts moved once. Nothing is written into the blocks but
- * the last link of each splice. */
+/* Plain links: the blocks of one slab at the start of the chain at *bp (at
+ * most max) are linked already, and go onto their slab's free list in one
+ * splice, in the chain's order, its counts moved once; nothing is written
+ * into them but the last one's link. *bp moves past them; returns how many.
+ * A block on its slab's list already, or more blocks back than were out
+ * (a block pushed twice: the chain then runs in a cycle), is a double free.
+ * A remote chain carries prefetch hints (see superslab.h). */
+static inline unsigned splice_slab_run(hak_superslab_t *ss, void **bp, unsigned max, bool remote)
+{
+  void *b = *bp;
+  const unsigned s = hak_slab_index(ss, b);
+  hak_slab_t *sl = &ss->slabs[s];
+  void *const first = b, *const top = sl->free;
+  const unsigned out = sl->used;
+  void *last;
+  unsigned k = 0;
+  do {
+    if (hak_unlikely(b == top || k == out))
+      hak_os_fatal("free", "double free detected", b);
+    if (remote)
+      remote_prefetch_hint(b);
+    last = b;
+    b = *(void **)b;
+    k++;
+  } while (k < max && in_slab(ss, s, b));
+  *(void **)last = top;
+  sl->free = first;
+  sl->used = (uint16_t)(sl->used - k);
+  slab_reset_if_idle(sl);
+  ss->room_mask |= 1u << s;
+  ss->used -= k;
+  *bp = b;
+  return k;
+}
+
+/* A bin's run: it frees in the order its thread freed, mostly the order
+ * it allocated, so its blocks come in stretches of one slab. */
 unsigned backend_ss_free_run(hak_superslab_t *ss, void *b, unsigned n, void **rest,
                              unsigned *count)
 {
   unsigned ev = ss->room_mask ? 0 : HAK_SS_BECAME_ROOMY;
   unsigned done = 0;
-  while (done < n && (uintptr_t)b - (uintptr_t)ss->base < HAK_SS_SIZE) {
-    const unsigned s = hak_slab_index(ss, b);
-    hak_slab_t *sl = &ss->slabs[s];
-    void *const first = b, *const top = sl->free;
-    const unsigned out = sl->used;
-    void *last;
-    unsigned k = 0;
-    do {
-      /* on its slab's list already, or more blocks back than were out */
-      if (hak_unlikely(b == top || k == out))
-        hak_os_fatal("free", "double free detected", b);
-      last = b;
-      b = *(void **)b;
-      k++;
-    } while (done + k < n && in_slab(ss, s, b));
-    *(void **)last = top;
-    sl->free = first;
-    sl->used = (uint16_t)(sl->used - k);
-    slab_reset_if_idle(sl);
-    ss->room_mask |= 1u << s;
-    ss->used -= k;
-    done += k;
-  }
+  while (done < n && (uintptr_t)b - (uintptr_t)ss->base < HAK_SS_SIZE)
+    done += splice_slab_run(ss, &b, n - done, false);
   if (ss->used == 0)
     ev |= HAK_SS_BECAME_EMPTY;
   *rest = b;
@@ -698,38 +709,13 @@ unsigned backend_ss_free_run(hak_superslab_t *ss, void *b, unsigned n, void **re
 #endif
 
 #if !HAK_HARDENED
-/* Plain links: the blocks of one slab that come together in the chain (the
- * usual case: a freeing thread sends what it freed in order) are linked
- * already, and go onto the slab's free list in one splice, its counts
- * moved once. */
+/* A remote chain: a freeing thread sends what it freed in order, so its
+ * blocks too come in stretches of one slab. */
 static unsigned drain_chain(hak_superslab_t *ss, void *b)
 {
   unsigned n = 0;
-  while (b) {
-    const unsigned s = hak_slab_index(ss, b);
-    hak_slab_t *sl = &ss->slabs[s];
-    void *const first = b, *const top = sl->free;
-    const unsigned out = sl->used;
-    void *last;
-    unsigned k = 0;
-    do {
-      /* on its slab's free list already, or more blocks back than were
-       * out (a block pushed twice: the chain then runs in a cycle) */
-      if (hak_unlikely(b == top || k == out))
-        hak_os_fatal("free", "double free detected", b);
-      remote_prefetch_hint(b);
-      last = b;
-      b = *(void **)b;
-      k++;
-    } while (b && hak_slab_index(ss, b) == s);
-    *(void **)last = top;
-    sl->free = first;
-    sl->used = (uint16_t)(sl->used - k);
-    slab_reset_if_idle(sl);
-    ss->room_mask |= 1u << s;
-    ss->used -= k;
-    n += k;
-  }
+  while (b)
+    n += splice_slab_run(ss, &b, UINT_MAX, true);
   return n;
 }
 #else
