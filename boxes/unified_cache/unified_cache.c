@@ -18,9 +18,9 @@ void uc_set_thread_setup(void (*setup)(void)) { uc_thread_setup_hook = setup; }
 
 enum { UC_NEW = 0, UC_LIVE = 1, UC_GONE = 2 };
 
-/* How many blocks a bin may hold at most: about 16 KiB worth, at most 256,
- * and at least 24 for the classes served by the table (up to 1 KiB), 4 for
- * the larger small ones. The medium classes (above HAK_SMALL_MAX) have no
+/* How many blocks a bin usually holds at most (growth aside, see below):
+ * about 16 KiB worth, at most 256, and at least 24 for the classes served
+ * by the table (up to 1 KiB), 4 for the larger small ones. The medium classes (above HAK_SMALL_MAX) have no
  * bin: each of their blocks goes to and comes from its slab, where the
  * decay sees it. A bin of two blocks of each medium class held several MiB
  * per thread, and the slow path costs little beside what a program does

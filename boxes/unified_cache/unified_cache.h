@@ -14,7 +14,9 @@
  * Refill and flush move blocks in batches to and from the warm pool. Each
  * bin's limit adapts: a bin that only overflows (its thread frees blocks it
  * does not allocate again) shrinks to a quarter, and grows back as soon as
- * it drains after a flush (see unified_cache.c).
+ * it drains after a flush; a bin that cycles more of its thread's own
+ * blocks than it holds grows past its usual limit, within a byte bound
+ * (see unified_cache.c).
  *
  * Hardened builds: links are stored as next ^ key ^ (address >> 4) with a
  * per-thread random key, and a popped link must lead to a block of the same
