@@ -35,6 +35,14 @@ bool hak_os_membarrier(void) HAK_INTERNAL;
  * after 49 days: compare with differences). For slow paths only. */
 uint32_t hak_clock_ms(void) HAK_INTERNAL;
 
+/* Milliseconds from then to now on that clock, 0 when then is later: a
+ * stamp another thread stored after this one read the clock is fresh, not
+ * 49 days old. */
+static inline uint32_t hak_ms_since(uint32_t now, uint32_t then)
+{
+  return (int32_t)(now - then) > 0 ? now - then : 0;
+}
+
 static inline size_t hak_align_up(size_t n, size_t a) { return (n + a - 1) & ~(a - 1); }
 
 #endif /* HAK_OS_H */

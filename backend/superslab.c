@@ -1303,7 +1303,7 @@ static bool quiet_owners_decay(uint32_t now, uint32_t delay)
   bool pending = false;
   pthread_mutex_lock(&owners_lock);
   for (hak_owner_t *o = owners_live; o; o = o->live_next) {
-    if (now - __atomic_load_n(&o->decay_ms, __ATOMIC_RELAXED) < 2 * delay)
+    if (hak_ms_since(now, __atomic_load_n(&o->decay_ms, __ATOMIC_RELAXED)) < 2 * delay)
       continue;
     if (!backend_owner_trylock(o))
       continue;
@@ -1332,14 +1332,14 @@ void backend_tick_slow(hak_owner_t *o)
 {
   o->ticks = 0;
   const uint32_t now = hak_clock_ms(), delay = backend_purge_delay();
-  if (now - __atomic_load_n(&o->decay_ms, __ATOMIC_RELAXED) >= delay) {
+  if (hak_ms_since(now, __atomic_load_n(&o->decay_ms, __ATOMIC_RELAXED)) >= delay) {
     backend_owner_lock(o);
     owner_decay_locked(o, now, false);
     backend_owner_unlock(o);
   }
   /* The global pass is the purge thread's; a thread's slow path runs it
    * when it is overdue (no purge thread, or one that fell behind). */
-  if (now - atomic_load_explicit(&purge_last_ms, memory_order_relaxed) >= 2 * delay + 1)
+  if (hak_ms_since(now, atomic_load_explicit(&purge_last_ms, memory_order_relaxed)) >= 2 * delay + 1)
     backend_purge(now);
 }
 
