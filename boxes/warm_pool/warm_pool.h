@@ -8,8 +8,11 @@
  * When the pool runs empty (a miss): first the thread's inbox (SuperSlabs
  * that other threads freed into), then the registry index (ownerless
  * SuperSlabs with room: a "registry scan"), then a new SuperSlab from the
- * backend; on a miss the pool is prefilled with HAK_PREFILL extra
- * SuperSlabs so a working set of them builds up. The pool holds at most
+ * backend; on a miss the pool can be prefilled with HAK_PREFILL extra
+ * SuperSlabs so a working set of them builds up. The default is none: the
+ * pool keeps every SuperSlab that regains room anyway, and each prefilled
+ * one spreads the thread's blocks over one more SuperSlab, whose slabs stay
+ * resident as long as one survivor is in them. The pool holds at most
  * HAK_WARM_POOL_MAX SuperSlabs per class and at most one empty one; the
  * rest go back to the registry or the backend.
  *
