@@ -244,8 +244,20 @@ HAK_HOT_EXPORT void *hak_realloc(void *p, size_t n)
     /* Keep the block if it fits and would not waste more than half. */
     if (n <= old && (n > old / 2 || old <= 32))
       return p;
+    /* A block that grows past the small classes moves to a mapping of its
+     * own, and its later growth is done in place (large_realloc) instead
+     * of a copy into the next medium class at every step: a growing
+     * buffer is likely to grow again. */
+    if (n > old && n > HAK_SMALL_MAX) {
+      void *q = large_alloc_retry(n, 0, false);
+      if (!q)
+        return NULL;
+      memcpy(q, p, old);
+      hak_free(p);
+      return q;
+    }
   } else {
-    if (n > HAK_CLASS_MAX) {
+    if (n > HAK_SMALL_MAX) {
       void *q = large_realloc(p, n);
       if (hak_unlikely(!q)) {
         reclaim_for_retry();

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -177,6 +178,42 @@ START_TEST(medium_blocks)
 }
 END_TEST
 
+/* A buffer that grows past the small classes moves once, to a mapping of
+ * its own, and then grows in place: a string or vector doubling through
+ * the medium sizes is not copied at every step. (The room behind a mapping
+ * is reserved unless overcommit is strict.) */
+START_TEST(realloc_growth_past_small_stays_in_place)
+{
+  FILE *f = fopen("/proc/sys/vm/overcommit_memory", "r");
+  int mode = 0;
+  if (f) {
+    if (fscanf(f, "%d", &mode) != 1)
+      mode = 0;
+    fclose(f);
+  }
+  static const size_t starts[] = {20000, 40000}; /* small, medium */
+  for (unsigned s = 0; s < 2; s++) {
+    unsigned char *p = hak_malloc(starts[s]);
+    ck_assert_ptr_nonnull(p);
+    for (size_t j = 0; j < starts[s]; j++)
+      p[j] = (unsigned char)(j * 5);
+    unsigned char *q = hak_realloc(p, 50000); /* moves */
+    ck_assert_ptr_nonnull(q);
+    ck_assert_uint_ge(hak_malloc_usable_size(q), 50000);
+    for (size_t j = 0; j < starts[s]; j += 7)
+      ck_assert_int_eq(q[j], (unsigned char)(j * 5));
+    unsigned char *r = hak_realloc(q, 90000); /* in place */
+    ck_assert_ptr_nonnull(r);
+    if (mode != 2)
+      ck_assert_ptr_eq(r, q);
+    for (size_t j = 0; j < starts[s]; j += 7)
+      ck_assert_int_eq(r[j], (unsigned char)(j * 5));
+    memset(r, 1, 90000);
+    hak_free(r);
+  }
+}
+END_TEST
+
 START_TEST(aligned_entry_points)
 {
   void *p = (void *)1;
@@ -336,6 +373,7 @@ int main(void)
   tcase_add_test(tc, huge_sizes_enomem);
   tcase_add_test(tc, calloc_zeroes);
   tcase_add_test(tc, realloc_keeps_contents);
+  tcase_add_test(tc, realloc_growth_past_small_stays_in_place);
   tcase_add_test(tc, medium_blocks);
   tcase_add_test(tc, aligned_entry_points);
   tcase_add_test(tc, sized_frees_trim_mallopt);
