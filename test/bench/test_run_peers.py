@@ -29,7 +29,7 @@ def row(phase, rnd, config, alloc, mops, rss=1000, status='ok'):
 
 
 class Tabulate(unittest.TestCase):
-    def tabulate(self, rows):
+    def tabulate(self, rows, extra=()):
         with tempfile.TemporaryDirectory() as d:
             path = os.path.join(d, 'runs.csv')
             with open(path, 'w', newline='') as f:
@@ -37,7 +37,7 @@ class Tabulate(unittest.TestCase):
                 w.writeheader()
                 for r in rows:
                     w.writerow(r)
-            p = subprocess.run(['/usr/bin/python3', TOOL, '--from-csv', path],
+            p = subprocess.run(['/usr/bin/python3', TOOL, '--from-csv', path, *extra],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             return p.returncode, p.stdout, p.stderr
 
@@ -92,6 +92,21 @@ class Tabulate(unittest.TestCase):
         self.assertIn('CRASHED (SIGSEGV)', out)
         paired = self.line(out, '## Paired', 'large')
         self.assertEqual(paired[1], '2.00 (2.00–2.00), 1/1')
+
+    def test_ref_compares_two_builds(self):
+        # --ref hakmem-base: a before/after run of two hakmem builds, no peer.
+        rows = []
+        for i, (after, before) in enumerate([(50, 100), (60, 100), (55, 110)], 1):
+            rows.append(row('measure', i, 'realloc', 'hakmem', after, 1200))
+            rows.append(row('measure', i, 'realloc', 'hakmem-base', before, 1000))
+        rc, out, err = self.tabulate(rows, ['--ref', 'hakmem-base'])
+        self.assertEqual(rc, 0, err)
+        self.assertIn('Ratios are to hakmem-base', out)
+        main = self.line(out, '| config | allocator |', 'realloc')
+        self.assertEqual(main[5], '0.55')           # 55 / 100
+        self.assertEqual(main[6], '1.20')           # RSS 1200 / 1000
+        paired = self.line(out, '## Paired, round by round (relative to hakmem-base)', 'realloc')
+        self.assertEqual(paired[1], '0.50 (0.50–0.60), 0/3')
 
     def test_not_a_run_peers_csv(self):
         with tempfile.TemporaryDirectory() as d:
