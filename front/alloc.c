@@ -239,6 +239,7 @@ HAK_HOT_EXPORT void *hak_realloc(void *p, size_t n)
     errno = ENOMEM;
     return NULL;
   }
+  bool to_mapping = false;
   if (k == PTR_SMALL) {
     old = hak_class_size(c);
     /* Keep the block if it fits and would not waste more than half. */
@@ -248,14 +249,7 @@ HAK_HOT_EXPORT void *hak_realloc(void *p, size_t n)
      * own, and its later growth is done in place (large_realloc) instead
      * of a copy into the next medium class at every step: a growing
      * buffer is likely to grow again. */
-    if (n > old && n > HAK_SMALL_MAX) {
-      void *q = large_alloc_retry(n, 0, false);
-      if (!q)
-        return NULL;
-      memcpy(q, p, old);
-      hak_free(p);
-      return q;
-    }
+    to_mapping = n > old && n > HAK_SMALL_MAX;
   } else {
     if (n > HAK_SMALL_MAX) {
       void *q = large_realloc(p, n);
@@ -267,7 +261,7 @@ HAK_HOT_EXPORT void *hak_realloc(void *p, size_t n)
     }
     old = large_usable_size(p);
   }
-  void *q = hak_malloc(n);
+  void *q = to_mapping ? large_alloc_retry(n, 0, false) : hak_malloc(n);
   if (!q)
     return NULL;
   memcpy(q, p, old < n ? old : n);

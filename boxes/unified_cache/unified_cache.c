@@ -20,13 +20,14 @@ enum { UC_NEW = 0, UC_LIVE = 1, UC_GONE = 2 };
 
 /* How many blocks a bin usually holds at most (growth aside, see below):
  * about 16 KiB worth, at most 256, and at least 24 for the classes served
- * by the table (up to 1 KiB), 4 for the larger small ones. The medium classes (above HAK_SMALL_MAX) have no
- * bin: each of their blocks goes to and comes from its slab, where the
- * decay sees it. A bin of two blocks of each medium class held several MiB
- * per thread, and the slow path costs little beside what a program does
- * with 32 KiB or more. A bin's fill swings by half its limit between a refill
- * and a flush; at 16 blocks (1 KiB) that swing was so short that random
- * mixed took a slow path every ~100 operations of its 576..1024 B classes. */
+ * by the table (up to 1 KiB), 4 for the larger small ones. The medium
+ * classes (above HAK_SMALL_MAX) have no bin: each of their blocks goes to
+ * and comes from its slab, where the decay sees it. A bin of two blocks of
+ * each medium class held several MiB per thread, and the slow path costs
+ * little beside what a program does with 32 KiB or more. A bin's fill
+ * swings by half its limit between a refill and a flush; at 16 blocks
+ * (1 KiB) that swing was so short that random mixed took a slow path every
+ * ~100 operations of its 576..1024 B classes. */
 static inline int32_t uc_limit_max(unsigned c)
 {
 #if HAK_UNIFIED_CACHE
