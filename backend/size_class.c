@@ -3,9 +3,13 @@
  * the macros below (no start-up work, read-only data).
  */
 #include "backend/size_class.h"
+#include "hak/config.h"
 
-#define CLS_SIZE(c) ((c) < 8 ? 16u * ((c) + 1u) \
-                             : (128u << (((c) - 8u) / 8u)) + (((c) - 8u) % 8u + 1u) * (16u << (((c) - 8u) / 8u)))
+/* Class 0 is one word; class c >= 1 is step c - 1 of the 16-byte grid:
+ * 16-byte steps up to 128, then 8 per doubling. */
+#define GRID_SIZE(g) ((g) < 8 ? 16u * ((g) + 1u) \
+                              : (128u << (((g) - 8u) / 8u)) + (((g) - 8u) % 8u + 1u) * (16u << (((g) - 8u) / 8u)))
+#define CLS_SIZE(c) ((c) == 0 ? HAK_WORD_MAX : GRID_SIZE((c) - 1u))
 
 /* Odd part and its inverse mod 2^32 (Newton's iteration, 5 steps). */
 #define TZ(x) ((unsigned)__builtin_ctz(x))
@@ -15,15 +19,15 @@
 
 /* log2 of the slab size: 64 KiB for the small classes; for a medium one,
  * four blocks of its doubling's largest class (see size_class.h). */
-#define SLAB_SHIFT(c) ((c) < HAK_NUM_SMALL_CLASSES ? (unsigned)HAK_SLAB_SHIFT : ((c) - 8u) / 8u + 10u)
+#define SLAB_SHIFT(c) ((c) < HAK_NUM_SMALL_CLASSES ? (unsigned)HAK_SLAB_SHIFT : ((c) - 9u) / 8u + 10u)
 #define CI(c) { CLS_SIZE(c), (uint32_t)(((size_t)1 << SLAB_SHIFT(c)) / CLS_SIZE(c)), \
                 INV(ODD(CLS_SIZE(c))), (uint8_t)TZ(CLS_SIZE(c)), (uint8_t)SLAB_SHIFT(c) }
 #define CI8(c) CI(c), CI(c + 1), CI(c + 2), CI(c + 3), CI(c + 4), CI(c + 5), CI(c + 6), CI(c + 7)
 
 const hak_class_info_t hak_class_info1[HAK_NUM_CLASSES + 1] = {
   {0, 0, 0, 0, HAK_SLAB_SHIFT},
-  CI8(0), CI8(8), CI8(16), CI8(24), CI8(32), CI8(40), CI8(48), CI8(56), CI8(64),
-  CI8(72), CI8(80), CI8(88),
+  CI(0), CI8(1), CI8(9), CI8(17), CI8(25), CI8(33), CI8(41), CI8(49), CI8(57), CI8(65),
+  CI8(73), CI8(81), CI8(89),
 };
 
 #define CC(c) { INV(ODD(CLS_SIZE(c))), \
@@ -33,16 +37,18 @@ const hak_class_info_t hak_class_info1[HAK_NUM_CLASSES + 1] = {
 
 const hak_class_check_t hak_class_check1[HAK_NUM_CLASSES + 1] = {
   {0, 0, 0, 0},
-  CC8(0), CC8(8), CC8(16), CC8(24), CC8(32), CC8(40), CC8(48), CC8(56), CC8(64),
-  CC8(72), CC8(80), CC8(88),
+  CC(0), CC8(1), CC8(9), CC8(17), CC8(25), CC8(33), CC8(41), CC8(49), CC8(57), CC8(65),
+  CC8(73), CC8(81), CC8(89),
 };
 _Static_assert(sizeof(hak_class_check_t) == 8, "one scaled index");
 
-/* size → class + 1 for sizes up to HAK_TINY_MAX, through i = (n + 15) / 16:
- * 16-byte classes up to 128, then 8 per doubling. */
+/* size → class + 1 for sizes up to HAK_TINY_MAX: one word for up to 8
+ * bytes (hardened builds keep a canary in a free block's second word, so
+ * they have no one-word blocks and start at 16), else step T of the
+ * 16-byte grid, through i = (n + 15) / 16. */
 #define T(i) ((i) <= 8 ? ((i) ? (i) - 1 : 0) : \
   (i) <= 16 ? 8 + (i) - 9 : (i) <= 32 ? 16 + ((i) - 17) / 2 : 24 + ((i) - 33) / 4)
-#define S(n) (T(((n) + 15) / 16) + 1)
+#define S(n) ((n) <= HAK_WORD_MAX && !HAK_HARDENED ? 1 : T(((n) + 15) / 16) + 2)
 #define S4(n) S(n), S(n + 1), S(n + 2), S(n + 3)
 #define S16(n) S4(n), S4(n + 4), S4(n + 8), S4(n + 12)
 #define S64(n) S16(n), S16(n + 16), S16(n + 32), S16(n + 48)
@@ -53,9 +59,10 @@ const uint8_t hak_tiny_class1[HAK_TINY_MAX + 1] = {
 
 _Static_assert(CLS_SIZE(HAK_NUM_SMALL_CLASSES - 1) == HAK_SMALL_MAX, "last small class must be HAK_SMALL_MAX");
 _Static_assert(CLS_SIZE(HAK_NUM_CLASSES - 1) == HAK_MEDIUM_MAX, "last class must be HAK_MEDIUM_MAX");
-_Static_assert(SLAB_SHIFT(72) == 18 && SLAB_SHIFT(80) == 19 && SLAB_SHIFT(95) == HAK_SS_SHIFT,
+_Static_assert(SLAB_SHIFT(73) == 18 && SLAB_SHIFT(81) == 19 && SLAB_SHIFT(96) == HAK_SS_SHIFT,
                "a medium slab holds four blocks of its doubling's largest class");
-_Static_assert(CLS_SIZE(8) == 144 && CLS_SIZE(15) == 256 && CLS_SIZE(16) == 288, "class layout");
+_Static_assert(CLS_SIZE(0) == 8 && CLS_SIZE(1) == 16 && CLS_SIZE(8) == 128 && CLS_SIZE(9) == 144 &&
+               CLS_SIZE(16) == 256 && CLS_SIZE(17) == 288, "class layout");
 
 int hak_class_for_aligned(size_t n, size_t align)
 {

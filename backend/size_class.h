@@ -2,13 +2,17 @@
  * backend/size_class.h — size → class, class → block size, and the O(1)
  * check that an offset inside a slab is the start of a block.
  *
- * Classes 0..7 are 16..128 bytes in 16-byte steps; classes 8..95 are eight
+ * Class 0 is 8 bytes, one word, for requests of up to 8 bytes (strings,
+ * small nodes): 8-byte aligned, as much as an object that small can need.
+ * Classes 1..8 are 16..128 bytes in 16-byte steps; classes 9..96 are eight
  * per doubling from 144 to 262144 bytes, so the waste above 128 bytes is
- * under 12.5%. Every class size is a multiple of 16, so every block is
- * 16-byte aligned (slabs start at 64 KiB boundaries).
+ * under 12.5%. Every class size from class 1 on is a multiple of 16, so
+ * every block of 16 bytes or more is 16-byte aligned (slabs start at 64
+ * KiB boundaries). A one-word block has no second word: nothing may be
+ * kept there (see hak_class_two_words). Hardened builds do not use class 0.
  *
- * Slabs. The small classes (0..71, up to HAK_SMALL_MAX) carve 64 KiB
- * slabs. A medium class (72..95) carves slabs of four of its largest
+ * Slabs. The small classes (0..72, up to HAK_SMALL_MAX) carve 64 KiB
+ * slabs. A medium class (73..96) carves slabs of four of its largest
  * blocks rounded up to a power of two: 256 KiB, 512 KiB or the whole
  * SuperSlab. Its slabs hold four to seven blocks, so its waste is at most
  * one block's worth of address space per slab (untouched: never resident),
@@ -55,7 +59,7 @@ HAK_INLINE unsigned hak_class_of_tiny(size_t n)  /* n <= HAK_TINY_MAX */
 HAK_INLINE unsigned hak_class_of_small(size_t n) /* HAK_TINY_MAX < n <= HAK_MEDIUM_MAX */
 {
   unsigned k = 63u - (unsigned)__builtin_clzll((unsigned long long)(n - 1));
-  return 8u + 8u * (k - 7u) + (unsigned)((n - 1 - ((size_t)1 << k)) >> (k - 3u));
+  return 9u + 8u * (k - 7u) + (unsigned)((n - 1 - ((size_t)1 << k)) >> (k - 3u));
 }
 
 HAK_INLINE unsigned hak_class_of(size_t n)       /* n <= HAK_MEDIUM_MAX */
@@ -64,6 +68,10 @@ HAK_INLINE unsigned hak_class_of(size_t n)       /* n <= HAK_MEDIUM_MAX */
 }
 
 HAK_INLINE size_t hak_class_size(unsigned c) { return hak_class_info[c].size; }
+
+/* Do class c's blocks have a second word (room for a hint beside the
+ * free-list link)? All but the one-word class. */
+HAK_INLINE bool hak_class_two_words(unsigned c) { return c != 0; }
 
 /* True when off (an offset inside a 64 KiB slab) is the start of one of
  * the slab's blocks: a multiply and a rotate, no division. */

@@ -495,11 +495,13 @@ static inline void block_out_check(hak_superslab_t *ss, void *b)
     hak_os_fatal("free", "double free detected", b);
 }
 
-static inline void remote_prefetch_hint(const void *b)
+static inline void remote_prefetch_hint(const hak_superslab_t *ss, const void *b)
 {
 #if !HAK_HARDENED
-  __builtin_prefetch(((void *const *)b)[1], 1); /* the chain's hint, see superslab.h */
+  if (hak_class_two_words(ss->cls)) /* one-word blocks carry no hint */
+    __builtin_prefetch(((void *const *)b)[1], 1); /* the chain's hint, see superslab.h */
 #else
+  (void)ss;
   (void)b;
 #endif
 }
@@ -522,7 +524,7 @@ static unsigned take_remote(hak_superslab_t *ss, unsigned max, void **head_out, 
   *head_out = b;
   while (b && n < max) {
     void *next = *(void **)b;
-    remote_prefetch_hint(b);
+    remote_prefetch_hint(ss, b);
     block_out_check(ss, b);
     tail = b;
     b = next;
@@ -659,7 +661,7 @@ static inline unsigned splice_slab_run(hak_superslab_t *ss, void **bp, unsigned 
     if (hak_unlikely(b == top || k == out))
       hak_os_fatal("free", "double free detected", b);
     if (remote)
-      remote_prefetch_hint(b);
+      remote_prefetch_hint(ss, b);
     last = b;
     b = *(void **)b;
     k++;

@@ -239,9 +239,9 @@ void backend_remote_free(hak_superslab_t *ss, void *head, void *tail) HAK_INTERN
  * through their first word (a bin's blocks, in the order the bin held
  * them): the run of blocks that starts at the list's head and stays in one
  * SuperSlab. Its links are kept as they are. Plain builds also leave in
- * each block's second word a prefetch hint: the block HAK_REMOTE_AHEAD
- * places further down the run, or NULL (every block has two words: class
- * sizes are multiples of 16 bytes). The owner's drain reads the chain one
+ * each block's second word, when its class has one (hints), a prefetch
+ * hint: the block HAK_REMOTE_AHEAD places further down the run, or NULL.
+ * The owner's drain reads the chain one
  * link at a time, and the blocks' lines are usually in the freeing
  * thread's cache, so each link is a miss on the critical path; the hint
  * lets the drain start the next misses early. The hint is only advice: any
@@ -250,23 +250,29 @@ void backend_remote_free(hak_superslab_t *ss, void *head, void *tail) HAK_INTERN
 #define HAK_REMOTE_AHEAD 4u
 
 /* Cut the run at the head of the list head (at most max >= 1 blocks, all
- * in the SuperSlab at base, which holds head). Returns its length; *tail
- * gets its last block, *rest the block that followed it (the last block's
- * link, whatever it is, when the run took max blocks). */
-HAK_INLINE unsigned remote_run_cut(void *head, uintptr_t base, unsigned max, void **tail, void **rest)
+ * in the SuperSlab at base, which holds head; hints: their class has a
+ * second word, hak_class_two_words). Returns its length; *tail gets its
+ * last block, *rest the block that followed it (the last block's link,
+ * whatever it is, when the run took max blocks). */
+HAK_INLINE unsigned remote_run_cut(void *head, uintptr_t base, unsigned max, bool hints, void **tail,
+                                   void **rest)
 {
   void *b = head;
 #if !HAK_HARDENED
   void *behind = head; /* the block HAK_REMOTE_AHEAD places back */
+#else
+  (void)hints;
 #endif
   unsigned n = 0;
   for (;;) {
     void *next = *(void **)b;
 #if !HAK_HARDENED
-    ((void **)b)[1] = NULL;
-    if (n >= HAK_REMOTE_AHEAD) {
-      ((void **)behind)[1] = b;
-      behind = *(void **)behind;
+    if (hints) {
+      ((void **)b)[1] = NULL;
+      if (n >= HAK_REMOTE_AHEAD) {
+        ((void **)behind)[1] = b;
+        behind = *(void **)behind;
+      }
     }
 #endif
     n++;

@@ -283,7 +283,8 @@ HAK_EXPORT void *hak_reallocarray(void *p, size_t nmemb, size_t size)
 
 static void *alloc_aligned(size_t align, size_t n)
 {
-  if (align <= HAK_ALIGNMENT)
+  /* malloc's blocks are 16-byte aligned, but one-word blocks only 8 */
+  if (align <= HAK_ALIGNMENT && (align <= HAK_WORD_MAX || n > HAK_WORD_MAX))
     return hak_malloc(n);
   if (hak_unlikely(n > HAK_MAX_REQUEST || align > HAK_MAX_REQUEST / 2)) {
     errno = ENOMEM;

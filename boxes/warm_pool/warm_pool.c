@@ -19,10 +19,13 @@ typedef struct wp_class {
   hak_superslab_t *top;
   uint16_t count;
   uint16_t empties;
-  uint32_t acquired;   /* SuperSlabs this class has taken on a miss */
-  uint16_t budget;     /* prefill budget for the next miss */
-  uint16_t budget_peak;
+  uint8_t  budget;     /* prefill budget for the next miss (< HAK_WARM_POOL_MAX) */
+  uint8_t  budget_peak;
+  uint16_t acquired;   /* SuperSlabs this class has taken on a miss (saturates) */
 } wp_class_t;
+/* 16 bytes: a thread's pools live in static TLS, of which a library loaded
+ * with dlopen gets little. */
+_Static_assert(sizeof(wp_class_t) == 16, "a class's pool state stays 16 bytes");
 
 /* A thread's pools. Only its owner lock's holder touches it: the thread
  * itself, or another thread's malloc_trim helping while it is idle. */
@@ -154,9 +157,9 @@ static inline void count_miss(wp_class_t *k, unsigned cls)
 
 static void budget_set(wp_class_t *k, unsigned cls, unsigned b, bool mine)
 {
-  k->budget = (uint16_t)b;
+  k->budget = (uint8_t)b;
   if (b > k->budget_peak)
-    k->budget_peak = (uint16_t)b;
+    k->budget_peak = (uint8_t)b;
   if (mine) { /* the gauges are the calling thread's */
     HAK_STAT_GAUGE(cls, budget, k->budget);
     HAK_STAT_GAUGE(cls, budget_peak, k->budget_peak);
@@ -234,7 +237,7 @@ static unsigned refill_locked(unsigned cls, unsigned max, void **head, void **ta
      * first SuperSlab comes alone: most classes of most threads never need
      * a second one, and each prefilled SuperSlab costs a header page. */
     unsigned budget = budget_on_miss(k, cls);
-    k->acquired++;
+    k->acquired += k->acquired != UINT16_MAX;
     for (unsigned i = 0; i < budget && k->count + 1u < HAK_WARM_POOL_MAX; i++) {
       hak_superslab_t *extra = acquire(cls);
       if (!extra)
@@ -261,7 +264,7 @@ static unsigned refill_locked(unsigned cls, unsigned max, void **head, void **ta
 {
   wp_class_t *k = &wp_tls.cls[cls];
   count_miss(k, cls);
-  k->acquired++;
+  k->acquired += k->acquired != UINT16_MAX;
   hak_superslab_t *ss = acquire(cls);
   if (!ss)
     return 0;
@@ -356,7 +359,7 @@ static void *return_locked(unsigned cls, void *head, unsigned n)
         note_events(ss, ev);
     } else {
       void *run = b, *tail;
-      unsigned k = remote_run_cut(run, base, n, &tail, &b);
+      unsigned k = remote_run_cut(run, base, n, hak_class_two_words(cls), &tail, &b);
       backend_remote_free(ss, run, tail);
       remote += k;
       n -= k;

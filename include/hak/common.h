@@ -37,8 +37,8 @@
 #define HAK_SLAB_SIZE      ((size_t)1 << HAK_SLAB_SHIFT)
 #define HAK_SLABS_PER_SS   ((unsigned)(HAK_SS_SIZE >> HAK_SLAB_SHIFT))
 
-/* Size classes: 16-byte steps up to 128 bytes, then 8 classes per doubling
- * (at most 12.5% internal waste) up to HAK_MEDIUM_MAX. The small classes
+/* Size classes: 8 bytes, then 16-byte steps up to 128 bytes, then 8
+ * classes per doubling (at most 12.5% internal waste) up to HAK_MEDIUM_MAX. The small classes
  * (up to HAK_SMALL_MAX) are carved from 64 KiB slabs, which free's fast
  * check knows; the medium ones above it from larger slabs, checked on
  * free's slow path. Above the largest class a build uses (HAK_CLASS_MAX in
@@ -46,10 +46,11 @@
 #define HAK_TINY_MAX       1024u            /* served by the lookup table */
 #define HAK_SMALL_MAX      32768u           /* largest class of 64 KiB slabs */
 #define HAK_MEDIUM_MAX     262144u          /* largest class */
-#define HAK_NUM_SMALL_CLASSES 72u
-#define HAK_NUM_CLASSES    96u
+#define HAK_NUM_SMALL_CLASSES 73u
+#define HAK_NUM_CLASSES    97u
 
 #define HAK_ALIGNMENT      16u              /* alignment of every block >= 16 B */
+#define HAK_WORD_MAX       8u               /* blocks this small: one word, 8-aligned */
 
 static inline uintptr_t hak_ss_base_of(const void *p)
 {

@@ -64,8 +64,8 @@ static unsigned char *alloc_checked(size_t n, size_t i)
   unsigned char *p = h_malloc(n);
   if (!p)
     fail("hak_malloc returned NULL", n);
-  if ((uintptr_t)p % 16 != 0)
-    fail("a block is not 16-byte aligned", n);
+  if ((uintptr_t)p % (n > 8 ? 16 : 8) != 0)
+    fail("a block is not aligned (16 bytes, 8 for up to 8 bytes)", n);
   if (h_usable(p) < n)
     fail("hak_malloc_usable_size is below the request", n);
   fill(p, n, i);

@@ -18,8 +18,7 @@ START_TEST(malloc_sizes_alignment_usable)
   for (size_t n = 0; n < 100000; n = n < 64 ? n + 1 : n * 5 / 4) {
     unsigned char *p = hak_malloc(n);
     ck_assert_ptr_nonnull(p);
-    if (n >= 16)
-      ck_assert_uint_eq((uintptr_t)p % 16, 0);
+    ck_assert_uint_eq((uintptr_t)p % (n > 8 ? 16 : 8), 0);
     ck_assert_uint_ge(hak_malloc_usable_size(p), n);
     memset(p, 0x5a, hak_malloc_usable_size(p));
     hak_free(p);
@@ -214,6 +213,61 @@ START_TEST(realloc_growth_past_small_stays_in_place)
 }
 END_TEST
 
+/* Requests of up to 8 bytes get one-word blocks (16 bytes in hardened
+ * builds): 8-byte aligned, 8 bytes usable, side by side in their slab.
+ * When another thread frees every other one, the blocks between stay
+ * intact: nothing is written past a one-word block's link on the way
+ * back to its owner. */
+enum { ONE_WORD_N = 20000 };
+static uint64_t *one_word[ONE_WORD_N];
+
+static void *free_every_other(void *arg)
+{
+  (void)arg;
+  for (unsigned i = 0; i < ONE_WORD_N; i += 2)
+    hak_free(one_word[i]);
+  return NULL;
+}
+
+START_TEST(one_word_blocks)
+{
+  const size_t word = HAK_HARDENED ? 16 : 8;
+  unsigned adjacent = 0;
+  for (unsigned i = 0; i < ONE_WORD_N; i++) {
+    one_word[i] = hak_malloc(i % 9); /* 0..8 bytes */
+    ck_assert_ptr_nonnull(one_word[i]);
+    ck_assert_uint_eq((uintptr_t)one_word[i] % 8, 0);
+    ck_assert_uint_eq(hak_malloc_usable_size(one_word[i]), word);
+    *one_word[i] = UINT64_C(0x0123456789abcdef) ^ i;
+    if (i && (uintptr_t)one_word[i] - (uintptr_t)one_word[i - 1] == word)
+      adjacent++;
+  }
+  if (!HAK_HARDENED) /* hardened builds carve in a random order */
+    ck_assert_uint_gt(adjacent, ONE_WORD_N / 2);
+#if defined(__SANITIZE_THREAD__)
+  free_every_other(NULL); /* see medium_blocks */
+#else
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, free_every_other, NULL), 0);
+  pthread_join(t, NULL);
+#endif
+  for (unsigned i = 1; i < ONE_WORD_N; i += 2) {
+    ck_assert_uint_eq(*one_word[i], UINT64_C(0x0123456789abcdef) ^ i);
+    hak_free(one_word[i]);
+  }
+  /* an alignment above a word is honoured even for the smallest request */
+  for (size_t n = 0; n <= 8; n++) {
+    void *p = NULL;
+    ck_assert_int_eq(hak_posix_memalign(&p, 16, n), 0);
+    ck_assert_uint_eq((uintptr_t)p % 16, 0);
+    hak_free(p);
+    p = hak_aligned_alloc(8, 8);
+    ck_assert_uint_eq((uintptr_t)p % 8, 0);
+    hak_free(p);
+  }
+}
+END_TEST
+
 START_TEST(aligned_entry_points)
 {
   void *p = (void *)1;
@@ -375,6 +429,7 @@ int main(void)
   tcase_add_test(tc, realloc_keeps_contents);
   tcase_add_test(tc, realloc_growth_past_small_stays_in_place);
   tcase_add_test(tc, medium_blocks);
+  tcase_add_test(tc, one_word_blocks);
   tcase_add_test(tc, aligned_entry_points);
   tcase_add_test(tc, sized_frees_trim_mallopt);
   suite_add_tcase(s, tc);
