@@ -4,8 +4,7 @@
  * malloc: size → class (a table up to 1 KiB, a clz formula up to
  * HAK_CLASS_MAX), pop from the unified cache; a miss goes to the
  * out-of-line refill. Above the largest class, blocks are mapped
- * (backend/large), and so are a thread's first few blocks of each medium
- * class (see medium_sparse).
+ * (backend/large).
  *
  * free: the registry tag of p's chunk says "small block of class c" in two
  * loads; an offset check (multiply and rotate) proves p is a block start;
@@ -75,35 +74,10 @@ HAK_INLINE void *alloc_class(unsigned c)
   return alloc_refill(c);
 }
 
-/* Sparse medium classes. A thread's blocks of a medium class come from a
- * SuperSlab of its own, which it holds while it lives. A thread that
- * allocates one or two blocks of several medium classes and exits (a
- * worker started per task) took a SuperSlab for each, with their pages
- * resident until the decay, and the next such thread took as many again:
- * eight of them at a time held megabytes for a few dozen blocks
- * (thread_handoff). So a thread's first MEDIUM_SPARSE_USES blocks of each
- * medium class are mapped instead, from the large cache that all threads
- * share; from the next one on, the class is the thread's and comes from
- * its SuperSlab as before. */
-#define MEDIUM_SPARSE_USES 4u
-static __thread uint8_t medium_uses[HAK_NUM_CLASSES - HAK_NUM_SMALL_CLASSES];
-
-static inline bool medium_sparse(unsigned c)
-{
-  if (c < HAK_NUM_SMALL_CLASSES || medium_uses[c - HAK_NUM_SMALL_CLASSES] >= MEDIUM_SPARSE_USES)
-    return false;
-  medium_uses[c - HAK_NUM_SMALL_CLASSES]++;
-  return true;
-}
-
 static HAK_NOINLINE void *alloc_slow(size_t n)
 {
-  if (n <= HAK_CLASS_MAX) {
-    const unsigned c = hak_class_of_small(n);
-    if (medium_sparse(c))
-      return large_alloc_retry(n, 0, false);
-    return alloc_class(c);
-  }
+  if (n <= HAK_CLASS_MAX)
+    return alloc_class(hak_class_of_small(n));
   if (hak_unlikely(n > HAK_MAX_REQUEST)) {
     errno = ENOMEM;
     return NULL;

@@ -3,7 +3,6 @@
 #include "hakmem.h"
 #include "hak/config.h"
 #include "backend/size_class.h"
-#include "registry/registry.h"
 
 #include <check.h>
 #include <errno.h>
@@ -269,60 +268,6 @@ START_TEST(one_word_blocks)
 }
 END_TEST
 
-/* A thread's first blocks of a medium class are mapped (the large path:
- * a thread that uses a class for a few blocks holds no SuperSlab of it);
- * once it has used the class a few times, its blocks come from a
- * SuperSlab. */
-static void *medium_kinds(void *arg)
-{
-  unsigned *kinds = arg; /* out: the registry kind of each block */
-  void *p[12];
-  for (unsigned i = 0; i < 12; i++) {
-    p[i] = hak_malloc(50000);
-    kinds[i] = p[i] ? hak_tag_kind(registry_tag(p[i])) : 0;
-    if (p[i])
-      memset(p[i], (int)i, 50000);
-  }
-  for (unsigned i = 0; i < 12; i++) {
-    if (p[i] && ((unsigned char *)p[i])[49999] != (unsigned char)i)
-      kinds[i] = 0;
-    hak_free(p[i]);
-  }
-  return NULL;
-}
-
-START_TEST(medium_first_blocks_are_mapped)
-{
-  if (!HAK_MEDIUM || HAK_HARDENED)
-    return; /* no medium classes: every block of this size is mapped */
-  unsigned kinds[12];
-#if defined(__SANITIZE_THREAD__)
-  /* no thread of its own here (see medium_blocks): this thread may have
-   * used the class already, so only the blocks are checked */
-  medium_kinds(kinds);
-  for (unsigned i = 0; i < 12; i++)
-    ck_assert_uint_ne(kinds[i], 0);
-  return;
-#else
-  pthread_t t;
-  ck_assert_int_eq(pthread_create(&t, NULL, medium_kinds, kinds), 0);
-  pthread_join(t, NULL);
-#endif
-  unsigned mapped = 0;
-  for (unsigned i = 0; i < 12; i++) {
-    ck_assert_uint_ne(kinds[i], 0); /* allocated, and kept its contents */
-    if (kinds[i] == HAK_KIND_LARGE) {
-      ck_assert_uint_eq(i, mapped); /* the first ones, and only those */
-      mapped++;
-    } else {
-      ck_assert_uint_eq(kinds[i], HAK_KIND_SMALL);
-    }
-  }
-  ck_assert_uint_gt(mapped, 0);
-  ck_assert_uint_lt(mapped, 12);
-}
-END_TEST
-
 START_TEST(aligned_entry_points)
 {
   void *p = (void *)1;
@@ -485,7 +430,6 @@ int main(void)
   tcase_add_test(tc, realloc_growth_past_small_stays_in_place);
   tcase_add_test(tc, medium_blocks);
   tcase_add_test(tc, one_word_blocks);
-  tcase_add_test(tc, medium_first_blocks_are_mapped);
   tcase_add_test(tc, aligned_entry_points);
   tcase_add_test(tc, sized_frees_trim_mallopt);
   suite_add_tcase(s, tc);
