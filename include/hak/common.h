@@ -38,11 +38,12 @@
 #define HAK_SLABS_PER_SS   ((unsigned)(HAK_SS_SIZE >> HAK_SLAB_SHIFT))
 
 /* Size classes: 8 bytes, then 16-byte steps up to 128 bytes, then 8
- * classes per doubling (at most 12.5% internal waste) up to HAK_MEDIUM_MAX. The small classes
- * (up to HAK_SMALL_MAX) are carved from 64 KiB slabs, which free's fast
- * check knows; the medium ones above it from larger slabs, checked on
- * free's slow path. Above the largest class a build uses (HAK_CLASS_MAX in
- * hak/config.h), blocks are mapped on their own (backend/large). */
+ * classes per doubling (at most 12.5% internal waste) up to
+ * HAK_MEDIUM_MAX. The small classes (up to HAK_SMALL_MAX) are carved from
+ * 64 KiB slabs, which free's fast check knows; the medium ones above it
+ * from larger slabs, checked on free's slow path. Above the largest class
+ * a build uses (HAK_CLASS_MAX in hak/config.h), blocks are mapped on their
+ * own (backend/large). */
 #define HAK_TINY_MAX       1024u            /* served by the lookup table */
 #define HAK_SMALL_MAX      32768u           /* largest class of 64 KiB slabs */
 #define HAK_MEDIUM_MAX     262144u          /* largest class */
