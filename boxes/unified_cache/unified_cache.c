@@ -145,14 +145,21 @@ static void bins_ungrow(void)
  * next refill: each free goes to its slab. A phase that runs on for
  * UC_FREE_PHASE_DIRECT such frees is a long teardown, where a slow path
  * per free would cost more than a little memory kept: the bins then hold
- * up to UC_FREE_PHASE_BATCH blocks and give all of them back at each
- * overflow, so what a thread keeps when it stops is still bounded, and
- * small beside what it has just freed. The thread's first refill of any
+ * a batch each and give all of it back at each overflow, so what a thread
+ * keeps when it stops is still bounded, and small beside what it has just
+ * freed. A batch is UC_FREE_PHASE_BATCH_BYTES of blocks, within
+ * UC_FREE_PHASE_BATCH_LEAST..UC_FREE_PHASE_BATCH_MOST blocks: the bytes
+ * bound what the bins keep, and small blocks, which a teardown frees the
+ * most of and whose slow path costs the most per byte, go back in longer
+ * runs. The blocks a bin keeps are the last ones freed, mostly neighbours,
+ * so a bin of small blocks pins a page or two, not one per block. The thread's first refill of any
  * class ends the phase. Blocks of other threads (a consumer's frees) do
  * not count: they go to their owners in batches as before. */
 #define UC_FREE_PHASE_FLUSHES 32u
 #define UC_FREE_PHASE_DIRECT 4096u
-#define UC_FREE_PHASE_BATCH 16
+#define UC_FREE_PHASE_BATCH_BYTES 4096u
+#define UC_FREE_PHASE_BATCH_LEAST 16
+#define UC_FREE_PHASE_BATCH_MOST 128
 enum { UC_PHASE_NONE = 0, UC_PHASE_DIRECT = 1, UC_PHASE_BATCHED = 2 };
 static __thread uint16_t uc_local_flushes;
 static __thread uint8_t uc_free_phase;
@@ -368,12 +375,19 @@ static void free_phase_begin(void)
 }
 
 /* A long phase: bins that are empty now batch the rest of the frees. */
+static inline int32_t free_phase_batch_of(unsigned c)
+{
+  int32_t n = (int32_t)(UC_FREE_PHASE_BATCH_BYTES / (uint32_t)hak_class_size(c));
+  n = n < UC_FREE_PHASE_BATCH_LEAST ? UC_FREE_PHASE_BATCH_LEAST : n > UC_FREE_PHASE_BATCH_MOST ? UC_FREE_PHASE_BATCH_MOST : n;
+  return uc_limit_max(c) < n ? uc_limit_max(c) : n;
+}
+
 static void free_phase_batch(void)
 {
   uc_free_phase = UC_PHASE_BATCHED;
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
     if (uc_limit(c) == 0)
-      bin_set_limit(c, uc_limit_max(c) < UC_FREE_PHASE_BATCH ? uc_limit_max(c) : UC_FREE_PHASE_BATCH);
+      bin_set_limit(c, free_phase_batch_of(c));
 }
 
 /* After a flush of the live thread: count it towards the free phase. */

@@ -314,12 +314,15 @@ START_TEST(free_phase_empties_the_bins)
 END_TEST
 
 /* A free phase that runs on (a long teardown) stops paying a slow path
- * per free: the bins batch again, up to 16 blocks each, all given back at
- * every overflow, so what the thread keeps stays bounded. */
-START_TEST(long_free_phase_batches)
+ * per free: the bins batch again, all of a batch given back at every
+ * overflow, so what the thread keeps stays bounded. A batch is 4 KiB of
+ * blocks, at least 16 and at most 128: 64 blocks of 64 bytes, 16 of 512
+ * (the byte budget would give 8). */
+static void long_free_phase_case(size_t size, unsigned batch)
 {
   uc_thread_init();
-  const unsigned a = hak_class_of(64);
+  const unsigned a = hak_class_of(size);
+  ck_assert_uint_eq(hak_class_size(a), size);
   const unsigned max_a = uc_bin_limit(a);
   if (!HAK_UNIFIED_CACHE || !HAK_WARM_POOL) { /* no phase without owned slabs */
     uc_thread_exit();
@@ -338,15 +341,21 @@ START_TEST(long_free_phase_batches)
   const unsigned len_a = bin_len(a), lim_a = uc_bin_limit(a);
   take_blocks(a, ba, len_a + 1); /* past what the bin holds: a refill */
   const unsigned lim_a_refilled = uc_bin_limit(a);
-  ck_assert_uint_le(len_a, 16);
-  ck_assert_uint_le(most, 16);
-  ck_assert_uint_gt(most, 0); /* it does batch */
-  ck_assert_uint_eq(lim_a, 16);
+  ck_assert_uint_le(len_a, batch);
+  ck_assert_uint_le(most, batch);
+  ck_assert_uint_gt(most, batch / 2); /* it does batch */
+  ck_assert_uint_eq(lim_a, batch);
   ck_assert_uint_eq(lim_a_refilled, max_a);
   for (unsigned i = 0; i <= len_a; i++)
     uc_push(a, ba[i]);
   free(ba);
   uc_thread_exit();
+}
+
+START_TEST(long_free_phase_batches)
+{
+  long_free_phase_case(64, 64);
+  long_free_phase_case(512, 16);
 }
 END_TEST
 
