@@ -152,8 +152,8 @@ static void bins_ungrow(void)
  * bound what the bins keep, and small blocks, which a teardown frees the
  * most of and whose slow path costs the most per byte, go back in longer
  * runs. The blocks a bin keeps are the last ones freed, mostly neighbours,
- * so a bin of small blocks pins a page or two, not one per block. The thread's first refill of any
- * class ends the phase. Blocks of other threads (a consumer's frees) do
+ * so a bin of small blocks pins a page or two, not one per block. The
+ * thread's first refill of any class ends the phase. Blocks of other threads (a consumer's frees) do
  * not count: they go to their owners in batches as before. */
 #define UC_FREE_PHASE_FLUSHES 32u
 #define UC_FREE_PHASE_DIRECT 4096u
@@ -374,14 +374,18 @@ static void free_phase_begin(void)
   bins_ungrow();
 }
 
-/* A long phase: bins that are empty now batch the rest of the frees. */
+/* Bin c's batch in a long free phase (see UC_FREE_PHASE_BATCH_BYTES). */
 static inline int32_t free_phase_batch_of(unsigned c)
 {
   int32_t n = (int32_t)(UC_FREE_PHASE_BATCH_BYTES / (uint32_t)hak_class_size(c));
-  n = n < UC_FREE_PHASE_BATCH_LEAST ? UC_FREE_PHASE_BATCH_LEAST : n > UC_FREE_PHASE_BATCH_MOST ? UC_FREE_PHASE_BATCH_MOST : n;
+  if (n < UC_FREE_PHASE_BATCH_LEAST)
+    n = UC_FREE_PHASE_BATCH_LEAST;
+  if (n > UC_FREE_PHASE_BATCH_MOST)
+    n = UC_FREE_PHASE_BATCH_MOST;
   return uc_limit_max(c) < n ? uc_limit_max(c) : n;
 }
 
+/* A long phase: bins that are empty now batch the rest of the frees. */
 static void free_phase_batch(void)
 {
   uc_free_phase = UC_PHASE_BATCHED;
