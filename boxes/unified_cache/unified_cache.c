@@ -153,8 +153,9 @@ static void bins_ungrow(void)
  * most of and whose slow path costs the most per byte, go back in longer
  * runs. The blocks a bin keeps are the last ones freed, mostly neighbours,
  * so a bin of small blocks pins a page or two, not one per block. The
- * thread's first refill of any class ends the phase. Blocks of other threads (a consumer's frees) do
- * not count: they go to their owners in batches as before. */
+ * thread's first refill of any class ends the phase. Blocks of other
+ * threads (a consumer's frees) do not count: they go to their owners in
+ * batches as before. */
 #define UC_FREE_PHASE_FLUSHES 32u
 #define UC_FREE_PHASE_DIRECT 4096u
 #define UC_FREE_PHASE_BATCH_BYTES 4096u
