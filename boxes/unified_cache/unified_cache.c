@@ -467,6 +467,80 @@ void uc_flush(unsigned c)
   }
 }
 
+/* Other threads' blocks. A thread that frees another thread's block of a
+ * class above the table's does not cache it: handed out again here, the
+ * block would be written by this thread while its lines sit in its
+ * owner's cache, and its owner would carve or fault in memory to replace
+ * it. It waits in a chain that malloc never pops and goes to its owner
+ * with the rest of the chain once the chain holds UC_FOREIGN_BATCH_BYTES
+ * (UC_FOREIGN_BATCH_MOST blocks at most, one at least), when a block of
+ * another class needs the chain's slot, or when the thread drains its
+ * bins (exit, malloc_trim). The thread's state must stay small (see
+ * UC_DOUBLINGS): UC_FOREIGN_SLOTS chains, class c in slot c % slots, and
+ * a chain's head block keeps its class and length in its second word
+ * (these blocks are over 1 KiB). The table's classes keep the bins' way:
+ * their blocks are cheap to write, and producer/consumer programs pass
+ * them by the thousand, which the bins batch best. */
+#define UC_FOREIGN_BATCH_BYTES 65536u
+#define UC_FOREIGN_BATCH_MOST 16u
+#define UC_FOREIGN_SLOTS 16u
+static __thread void *uc_foreign[UC_FOREIGN_SLOTS];
+
+static inline unsigned foreign_batch_of(unsigned c)
+{
+  const unsigned n = UC_FOREIGN_BATCH_BYTES / (unsigned)hak_class_size(c);
+  return n < 1 ? 1 : n > UC_FOREIGN_BATCH_MOST ? UC_FOREIGN_BATCH_MOST : n;
+}
+
+static inline uintptr_t foreign_meta(unsigned c, unsigned n) { return (uintptr_t)c << 16 | n; }
+
+static void foreign_flush(unsigned slot)
+{
+  void *head = uc_foreign[slot];
+  if (!head)
+    return;
+  const uintptr_t meta = ((uintptr_t *)head)[1];
+  const unsigned c = (unsigned)(meta >> 16);
+  uc_foreign[slot] = NULL;
+  warm_pool_return(c, head, (unsigned)(meta & 0xffff));
+  HAK_STAT_ADD(c, uc_flushes, 1);
+}
+
+void uc_push_checked(uintptr_t c1, void *p)
+{
+  const unsigned c = (unsigned)c1 - 1;
+  if (uc_state != UC_LIVE || warm_pool_owns(p)) {
+    uc_push_cached(c1, p);
+    return;
+  }
+  const unsigned slot = c % UC_FOREIGN_SLOTS;
+  void *h = uc_foreign[slot];
+  unsigned n = 0;
+  if (h) {
+    if ((unsigned)(((uintptr_t *)h)[1] >> 16) != c) {
+      foreign_flush(slot);
+      h = NULL;
+    } else {
+      n = (unsigned)(((uintptr_t *)h)[1] & 0xffff);
+    }
+  }
+  if (hak_unlikely(h == p)) /* freed twice in a row */
+    uc_double_free(p);
+  *(void **)p = h; /* plain links: the chain ends in NULL */
+  ((uintptr_t *)p)[1] = foreign_meta(c, n + 1);
+  uc_foreign[slot] = p;
+  if (n + 1 >= foreign_batch_of(c))
+    foreign_flush(slot);
+}
+
+unsigned uc_foreign_length(unsigned c)
+{
+  const void *h = uc_foreign[c % UC_FOREIGN_SLOTS];
+  if (!h || (unsigned)(((const uintptr_t *)h)[1] >> 16) != c)
+    return 0;
+  return (unsigned)(((const uintptr_t *)h)[1] & 0xffff);
+}
+
 void uc_double_free(void *p)
 {
   hak_os_fatal("free", "double free detected", p);
@@ -501,6 +575,8 @@ bool uc_holds_recent(unsigned c, const void *p, unsigned depth)
 
 void uc_drain_all(void)
 {
+  for (unsigned slot = 0; slot < UC_FOREIGN_SLOTS; slot++)
+    foreign_flush(slot);
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
     int32_t fill = bin_fill(c);
     if (fill > 0 && UC_BIN(c)->head)

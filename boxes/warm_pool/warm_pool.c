@@ -319,6 +319,11 @@ static inline void return_local(hak_superslab_t *ss, void *b)
     note_events(ss, ev);
 }
 
+bool warm_pool_owns(const void *p)
+{
+  return wp_tls.owner != NULL && ss_is_owner(hak_ss_of(p), wp_tls.owner);
+}
+
 bool warm_pool_return_one(unsigned cls, void *b)
 {
   hak_owner_t *me = wp_tls.owner;

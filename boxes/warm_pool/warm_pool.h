@@ -55,6 +55,9 @@ void *warm_pool_return(unsigned cls, void *head, unsigned n) HAK_INTERNAL;
  * The short path for a thread that frees its own blocks one at a time. */
 bool warm_pool_return_one(unsigned cls, void *b) HAK_INTERNAL;
 
+/* Does the calling thread own the SuperSlab of p, a live small block? */
+bool warm_pool_owns(const void *p) HAK_INTERNAL;
+
 /* Of the blocks the calling thread's last warm_pool_return took, how many
  * went back to its own SuperSlabs (the others to their owners). */
 unsigned warm_pool_last_local(void) HAK_INTERNAL;

@@ -248,6 +248,62 @@ START_TEST(sink_bin_shrinks_then_grows_back)
 }
 END_TEST
 
+/* Blocks of a class above the table's that another thread owns are never
+ * cached: they wait in a chain that malloc does not pop and go back to
+ * their SuperSlab in batches (16 blocks of 4 KiB), and draining the bins
+ * sends the rest. The calling thread's own blocks, and other threads'
+ * blocks of the table's classes, still go on the bins. */
+START_TEST(foreign_blocks_skip_the_bin)
+{
+  uc_thread_init();
+  const unsigned c = hak_class_of(4096), small = hak_class_of(64);
+  ck_assert_uint_ge(c + 1, UC_OWNER_CHECK_CLASS1);
+  ck_assert_uint_lt(small + 1, UC_OWNER_CHECK_CLASS1);
+  ck_assert_uint_le(hak_class_size(UC_OWNER_CHECK_CLASS1 - 2), HAK_TINY_MAX);
+  ck_assert_uint_gt(hak_class_size(UC_OWNER_CHECK_CLASS1 - 1), HAK_TINY_MAX);
+  const bool split = HAK_UNIFIED_CACHE && HAK_WARM_POOL && !HAK_HARDENED;
+  enum { N = 40 };
+  void *theirs[N], *theirs_small[N], *mine[4];
+  alloc_job_t job = {.c = c, .n = N, .blocks = theirs};
+  alloc_job_t job_small = {.c = small, .n = N, .blocks = theirs_small};
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, alloc_elsewhere, &job), 0);
+  ck_assert_int_eq(pthread_join(t, NULL), 0);
+  ck_assert_int_eq(pthread_create(&t, NULL, alloc_elsewhere, &job_small), 0);
+  ck_assert_int_eq(pthread_join(t, NULL), 0);
+  uc_drain_all();
+  unsigned most = 0;
+  for (unsigned i = 0; i < N; i++) {
+    uc_push(c, theirs[i]);
+    const unsigned held = uc_foreign_length(c), cached = bin_len(c);
+    most = held > most ? held : most;
+    ck_assert_uint_eq(cached, split ? 0 : cached);
+  }
+  if (split) {
+    ck_assert_uint_eq(most, 15); /* the 16th push sends the chain */
+    ck_assert_uint_eq(uc_foreign_length(c), N % 16);
+    ck_assert_ptr_null(uc_pop(c));
+    uc_drain_all();
+    ck_assert_uint_eq(uc_foreign_length(c), 0);
+  } else {
+    ck_assert_uint_eq(most, 0);
+  }
+  for (unsigned i = 0; i < N; i++)
+    uc_push(small, theirs_small[i]);
+  if (HAK_UNIFIED_CACHE)
+    ck_assert_uint_gt(bin_len(small), 0);
+  ck_assert_uint_eq(uc_foreign_length(small), 0);
+  uc_drain_all();
+  take_blocks(c, mine, 4);
+  for (unsigned i = 0; i < 4; i++)
+    uc_push(c, mine[i]);
+  ck_assert_uint_eq(uc_foreign_length(c), 0);
+  if (HAK_UNIFIED_CACHE)
+    ck_assert_uint_gt(bin_len(c), 0);
+  uc_thread_exit();
+}
+END_TEST
+
 /* A thread that frees many of its own blocks with no allocation between
  * (the free phase) ends with empty bins: none of its slabs is pinned by
  * blocks only it could give back. Its next refill of a class gives that
@@ -426,6 +482,7 @@ int main(void)
   tcase_add_test(tc, push_after_exit_passes_through);
   tcase_add_test(tc, double_free_probe);
   tcase_add_test(tc, sink_bin_shrinks_then_grows_back);
+  tcase_add_test(tc, foreign_blocks_skip_the_bin);
   tcase_add_test(tc, free_phase_empties_the_bins);
   tcase_add_test(tc, long_free_phase_batches);
   suite_add_tcase(s, tc);
