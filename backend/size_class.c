@@ -31,7 +31,7 @@ const hak_class_info_t hak_class_info1[HAK_NUM_CLASSES + 1] = {
 };
 
 #define CC(c) { INV(ODD(CLS_SIZE(c))), \
-                (uint16_t)((c) < HAK_NUM_SMALL_CLASSES ? HAK_SLAB_SIZE / CLS_SIZE(c) : 0), \
+                (uint16_t)((c) < HAK_NUM_TINY_CLASSES ? HAK_SLAB_SIZE / CLS_SIZE(c) : 0), \
                 (uint8_t)TZ(CLS_SIZE(c)), 0 }
 #define CC8(c) CC(c), CC(c + 1), CC(c + 2), CC(c + 3), CC(c + 4), CC(c + 5), CC(c + 6), CC(c + 7)
 
@@ -57,6 +57,7 @@ const uint8_t hak_tiny_class1[HAK_TINY_MAX + 1] = {
   S256(0), S256(256), S256(512), S256(768), S(1024),
 };
 
+_Static_assert(CLS_SIZE(HAK_NUM_TINY_CLASSES - 1) == HAK_TINY_MAX, "the table's classes end at HAK_TINY_MAX");
 _Static_assert(CLS_SIZE(HAK_NUM_SMALL_CLASSES - 1) == HAK_SMALL_MAX, "last small class must be HAK_SMALL_MAX");
 _Static_assert(CLS_SIZE(HAK_NUM_CLASSES - 1) == HAK_MEDIUM_MAX, "last class must be HAK_MEDIUM_MAX");
 _Static_assert(SLAB_SHIFT(73) == 18 && SLAB_SHIFT(81) == 19 && SLAB_SHIFT(96) == HAK_SS_SHIFT,

@@ -33,8 +33,9 @@ typedef struct hak_class_info {
 
 /* What the free path's block check reads, 8 bytes per class so that one
  * scaled index reaches it (indexed by class + 1, entry 0 never matches).
- * It knows 64 KiB slabs only: a medium class's entry never matches either,
- * and its blocks take the slow path, which checks them with ss_is_block. */
+ * It matches the table's classes only (up to HAK_TINY_MAX): a larger
+ * block takes free's slow path, which checks it with
+ * hak_class_is_block_offset or ss_is_block and asks who owns it. */
 typedef struct hak_class_check {
   uint32_t inv;
   uint16_t per_slab;

@@ -132,9 +132,9 @@ static ptr_kind_t classify(const void *p, unsigned *cls)
   return k;
 }
 
-/* The fast test free uses: p is a block start of a small class (the class
- * map gives class + 1; the offset check proves a block start past the
- * SuperSlab's header). */
+/* The fast test free uses: p is a block start of one of the table's
+ * classes (the class map gives class + 1; the offset check proves a block
+ * start past the SuperSlab's header). */
 HAK_INLINE bool small_block1(const void *p, uintptr_t *cls1)
 {
   uintptr_t c1 = registry_small_class1(p); /* 0: not a small block; fails below */
@@ -143,12 +143,27 @@ HAK_INLINE bool small_block1(const void *p, uintptr_t *cls1)
          hak_class1_is_block_offset(c1, (uint32_t)((uintptr_t)p & (HAK_SLAB_SIZE - 1)));
 }
 
+/* The same test for any class of 64 KiB slabs: free's slow path takes the
+ * blocks above the table's classes, which the fast test leaves out. */
+HAK_INLINE bool small_block_any1(const void *p, uintptr_t *cls1)
+{
+  uintptr_t c1 = registry_small_class1(p);
+  *cls1 = c1;
+  return c1 - 1 < HAK_NUM_SMALL_CLASSES && hak_ss_past_data_start(p) &&
+         hak_class_is_block_offset((unsigned)c1 - 1, (uint32_t)((uintptr_t)p & (HAK_SLAB_SIZE - 1)));
+}
+
 /* ---- Free ---------------------------------------------------------------- */
 
 static HAK_NOINLINE void free_slow(void *p, const char *fn)
 {
   if (p == NULL)
     return;
+  uintptr_t c1;
+  if (small_block_any1(p, &c1)) {
+    uc_push_checked(c1, p);
+    return;
+  }
   unsigned c;
   switch (classify(p, &c)) {
   case PTR_SMALL:
@@ -209,7 +224,7 @@ static size_t usable_of(void *p, const char *fn)
 {
   unsigned c;
   uintptr_t c1;
-  if (hak_likely(small_block1(p, &c1)))
+  if (hak_likely(small_block1(p, &c1)) || small_block_any1(p, &c1))
     return hak_class_size((unsigned)c1 - 1);
   switch (classify(p, &c)) {
   case PTR_SMALL:
@@ -232,7 +247,8 @@ HAK_HOT_EXPORT void *hak_realloc(void *p, size_t n)
   unsigned c;
   uintptr_t c1;
   size_t old;
-  ptr_kind_t k = small_block1(p, &c1) ? (c = (unsigned)c1 - 1, PTR_SMALL) : classify(p, &c);
+  ptr_kind_t k = small_block1(p, &c1) || small_block_any1(p, &c1) ? (c = (unsigned)c1 - 1, PTR_SMALL)
+                                                                  : classify(p, &c);
   if (k == PTR_BAD)
     hak_os_fatal("realloc", "invalid pointer (not allocated by hakmem)", p);
   if (hak_unlikely(n > HAK_MAX_REQUEST)) {

@@ -481,6 +481,8 @@ void uc_flush(unsigned c)
  * (these blocks are over 1 KiB). The table's classes keep the bins' way:
  * their blocks are cheap to write, and producer/consumer programs pass
  * them by the thousand, which the bins batch best. */
+#define UC_FOREIGN_SPLIT (HAK_UNIFIED_CACHE && HAK_WARM_POOL && !HAK_HARDENED)
+#if UC_FOREIGN_SPLIT
 #define UC_FOREIGN_BATCH_BYTES 65536u
 #define UC_FOREIGN_BATCH_MOST 16u
 #define UC_FOREIGN_SLOTS 16u
@@ -505,40 +507,48 @@ static void foreign_flush(unsigned slot)
   warm_pool_return(c, head, (unsigned)(meta & 0xffff));
   HAK_STAT_ADD(c, uc_flushes, 1);
 }
+#endif
 
 void uc_push_checked(uintptr_t c1, void *p)
 {
+#if UC_FOREIGN_SPLIT
   const unsigned c = (unsigned)c1 - 1;
-  if (uc_state != UC_LIVE || warm_pool_owns(p)) {
-    uc_push_cached(c1, p);
+  if (uc_state == UC_LIVE && !warm_pool_owns(p)) {
+    const unsigned slot = c % UC_FOREIGN_SLOTS;
+    void *h = uc_foreign[slot];
+    unsigned n = 0;
+    if (h) {
+      if ((unsigned)(((uintptr_t *)h)[1] >> 16) != c) {
+        foreign_flush(slot);
+        h = NULL;
+      } else {
+        n = (unsigned)(((uintptr_t *)h)[1] & 0xffff);
+      }
+    }
+    if (hak_unlikely(h == p)) /* freed twice in a row */
+      uc_double_free(p);
+    *(void **)p = h; /* plain links: the chain ends in NULL */
+    ((uintptr_t *)p)[1] = foreign_meta(c, n + 1);
+    uc_foreign[slot] = p;
+    if (n + 1 >= foreign_batch_of(c))
+      foreign_flush(slot);
     return;
   }
-  const unsigned slot = c % UC_FOREIGN_SLOTS;
-  void *h = uc_foreign[slot];
-  unsigned n = 0;
-  if (h) {
-    if ((unsigned)(((uintptr_t *)h)[1] >> 16) != c) {
-      foreign_flush(slot);
-      h = NULL;
-    } else {
-      n = (unsigned)(((uintptr_t *)h)[1] & 0xffff);
-    }
-  }
-  if (hak_unlikely(h == p)) /* freed twice in a row */
-    uc_double_free(p);
-  *(void **)p = h; /* plain links: the chain ends in NULL */
-  ((uintptr_t *)p)[1] = foreign_meta(c, n + 1);
-  uc_foreign[slot] = p;
-  if (n + 1 >= foreign_batch_of(c))
-    foreign_flush(slot);
+#endif
+  uc_push1(c1, p);
 }
 
 unsigned uc_foreign_length(unsigned c)
 {
+#if !UC_FOREIGN_SPLIT
+  (void)c;
+  return 0;
+#else
   const void *h = uc_foreign[c % UC_FOREIGN_SLOTS];
   if (!h || (unsigned)(((const uintptr_t *)h)[1] >> 16) != c)
     return 0;
   return (unsigned)(((const uintptr_t *)h)[1] & 0xffff);
+#endif
 }
 
 void uc_double_free(void *p)
@@ -575,8 +585,10 @@ bool uc_holds_recent(unsigned c, const void *p, unsigned depth)
 
 void uc_drain_all(void)
 {
+#if UC_FOREIGN_SPLIT
   for (unsigned slot = 0; slot < UC_FOREIGN_SLOTS; slot++)
     foreign_flush(slot);
+#endif
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
     int32_t fill = bin_fill(c);
     if (fill > 0 && UC_BIN(c)->head)

@@ -2,9 +2,9 @@
  * boxes/unified_cache — the per-thread front: for each size class a stack
  * of free blocks linked through their first word. malloc pops, free pushes;
  * nothing else happens on the hot path (one TLS block, no atomic, no lock).
- * Above the table's classes, with the warm pool on, free first asks
- * whether the thread owns the block: another thread's goes back to its
- * owner in batches instead (see uc_push_checked in unified_cache.c).
+ * Blocks above the table's classes come through uc_push_checked (free's
+ * slow path), which with the warm pool on sends another thread's blocks
+ * back to their owner in batches instead of caching them.
  *
  * Fill tracking: avail is how many more blocks the bin may take before it
  * is over its limit (limit - fill). A pop adds one, a push takes one and
@@ -96,15 +96,9 @@ __attribute__((noreturn)) void uc_double_free(void *p) HAK_INTERNAL;
 /* Free p of class c without the cache (cache off, or thread gone). */
 void uc_free_direct(unsigned c, void *p) HAK_INTERNAL;
 
-/* Blocks of the classes above the table's (class + 1 from this one on)
- * are checked for their owner when freed: another thread's go back to it
- * in batches (uc_push_checked), not onto this thread's bin. */
-#define UC_OWNER_CHECK_CLASS1 34u
-
-void uc_push_checked(uintptr_t c1, void *p) HAK_INTERNAL;
-
-/* Cache p on its bin, whoever owns it (c1: class + 1). */
-HAK_INLINE void uc_push_cached(uintptr_t c1, void *p)
+/* Cache p (a block of class c1 - 1: the free path has class + 1 at hand,
+ * and the bins are indexed by it). */
+HAK_INLINE void uc_push1(uintptr_t c1, void *p)
 {
 #if HAK_UNIFIED_CACHE
   const unsigned c = (unsigned)c1 - 1;
@@ -129,19 +123,11 @@ HAK_INLINE void uc_push_cached(uintptr_t c1, void *p)
 #endif
 }
 
-/* Free p, a block of class c1 - 1 (the free path has class + 1 at hand,
- * and the bins are indexed by it). A block of the table's classes goes on
- * the bin; a larger one only if the calling thread owns it. */
-HAK_INLINE void uc_push1(uintptr_t c1, void *p)
-{
-#if HAK_UNIFIED_CACHE && HAK_WARM_POOL && !HAK_HARDENED
-  if (hak_unlikely(c1 >= UC_OWNER_CHECK_CLASS1)) {
-    uc_push_checked(c1, p);
-    return;
-  }
-#endif
-  uc_push_cached(c1, p);
-}
+/* Free p, a block of class c1 - 1 above the table's classes (free's slow
+ * path). With the warm pool on it goes on the bin only if the calling
+ * thread owns it; another thread's block goes back to its owner in
+ * batches (see unified_cache.c). */
+void uc_push_checked(uintptr_t c1, void *p) HAK_INTERNAL;
 
 /* Cache p (a block of class c). */
 HAK_INLINE void uc_push(unsigned c, void *p) { uc_push1((uintptr_t)c + 1, p); }

@@ -47,6 +47,7 @@
 #define HAK_TINY_MAX       1024u            /* served by the lookup table */
 #define HAK_SMALL_MAX      32768u           /* largest class of 64 KiB slabs */
 #define HAK_MEDIUM_MAX     262144u          /* largest class */
+#define HAK_NUM_TINY_CLASSES 33u            /* the classes up to HAK_TINY_MAX */
 #define HAK_NUM_SMALL_CLASSES 73u
 #define HAK_NUM_CLASSES    97u
 

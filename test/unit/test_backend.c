@@ -64,8 +64,8 @@ START_TEST(block_offset_check_is_exact)
       bool want = off % bs == 0 && off / bs < hak_class_info[c].per_slab;
       if (hak_class_is_block_offset(c, off) != want)
         ck_abort_msg("class %u offset %u", c, off);
-      /* free's fast check: the small classes as above, a medium one never */
-      bool fast = off < HAK_SLAB_SIZE && c < HAK_NUM_SMALL_CLASSES && want;
+      /* free's fast check: the table's classes as above, others never */
+      bool fast = off < HAK_SLAB_SIZE && c < HAK_NUM_TINY_CLASSES && want;
       if (off < HAK_SLAB_SIZE && hak_class1_is_block_offset(c + 1, off) != fast)
         ck_abort_msg("fast check, class %u offset %u", c, off);
     }
