@@ -149,6 +149,7 @@ HAK_INLINE bool small_block_any1(const void *p, uintptr_t *cls1)
 {
   uintptr_t c1 = registry_small_class1(p);
   *cls1 = c1;
+  /* c1 - 1 wraps for 0 (not a small block), so one compare rules it out */
   return c1 - 1 < HAK_NUM_SMALL_CLASSES && hak_ss_past_data_start(p) &&
          hak_class_is_block_offset((unsigned)c1 - 1, (uint32_t)((uintptr_t)p & (HAK_SLAB_SIZE - 1)));
 }
