@@ -23,12 +23,12 @@
  * back: the pages of [base, base + touched) may be resident, the rest are
  * not.
  *
- * Lock order: large_lock is a leaf. It guards the cache, the batch of
- * retired mappings and the recent peak. Mappings leaving for good are
- * decommitted under it; no munmap and no grace period happen under it:
- * what leaves is collected in an unmap_list_t and unmapped after
- * unlocking. Callers must not be inside a registry read section (a grace
- * period may be waited for).
+ * Locks: large_lock is a leaf (backend/superslab.c, "Locks"). It guards
+ * the cache, the batch of retired mappings and the recent peak. Mappings
+ * leaving for good are decommitted under it; no munmap and no grace
+ * period happen under it: what leaves is collected in an unmap_list_t and
+ * unmapped after unlocking. Callers must not be inside a registry read
+ * section (a grace period may be waited for).
  *
  * The cache: up to CACHE_SLOTS mappings (default offset only), each with
  * its resident bytes (its touched), kept by bytes under a budget and by

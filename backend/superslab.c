@@ -2,11 +2,46 @@
  * backend/superslab.c — SuperSlab life cycle, carving, local and remote
  * frees, ownership hand-over, the free tier and RCU-deferred unmapping.
  *
- * Lock order: owners_lock → an owner's lock → registry class index lock →
- * backend_lock → registry map mutex.
- * backend_lock guards the free tier, the retire list and the owner free list;
- * it is never held across a call that can take a class index lock, and never
- * across registry_synchronize().
+ * Locks. This is the one statement of the allocator's locks and of the
+ * order they nest in; other files point here. A thread that holds one
+ * takes only locks further down the list, and holds at most one of each
+ * kind (one owner's lock, one class index lock; the fork handler, below,
+ * takes every class index lock).
+ *
+ *   owners_lock        superslab.c  the list of live owners. Helpers (the
+ *                                   purge pass, malloc_trim) hold it while
+ *                                   they try other owners' locks.
+ *   an owner's lock    superslab.h  not a mutex: the busy/helper flags ("The
+ *                                   owner lock"). The owner's slow-path state
+ *                                   (warm pool, owned and pending lists,
+ *                                   decay stamp) and its SuperSlabs' slabs
+ *                                   while a helper works on them. The owner
+ *                                   holds it around every slow path; a
+ *                                   helper only tries it, under owners_lock.
+ *   class index lock   registry.c   one per class: that class's index of
+ *                                   ownerless SuperSlabs, and everything in
+ *                                   an ownerless SuperSlab (slabs, counts).
+ *   backend_lock       superslab.c  the free tier, the retire list, the
+ *                                   reservation, the tier's demand, and the
+ *                                   object pools of owners and headers.
+ *   registry mutex     registry.c   creating a leaf of the address map.
+ *
+ * Leaves, which nest nothing and come last in any order:
+ *   large_lock         large.c      the large-block cache, its batch of
+ *                                   retired mappings, the recent peak.
+ *   stats_lock         front/stats.c  the list of per-thread counter blocks.
+ *
+ * RCU (liburcu-bp): a registry read section (registry_read_lock) may be
+ * entered under any of these and takes none of them. registry_synchronize()
+ * waits for every reader, so it is called with none of these locks held:
+ * SuperSlabs and large mappings to unmap are collected under their lock and
+ * unmapped after it (unmap_retired, unmap_list).
+ *
+ * Fork (front/thread.c): the prepare handler takes liburcu's locks, then
+ * owners_lock, every class index lock, backend_lock, large_lock, the
+ * registry mutex and stats_lock, in that order; owners' locks are not
+ * taken (a helper holds one only under owners_lock). The parent releases
+ * them all, the child re-initialises them.
  *
  * Notification protocol (ss->notify):
  *   ARMED      an owner exists; the next pusher that finds the remote list

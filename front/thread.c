@@ -13,10 +13,12 @@
  * may itself call malloc (pthread_atfork does), which works because the
  * calling thread's boxes are set up before it.
  *
- * Fork: the prepare handler takes liburcu's locks and then every allocator
- * lock in lock order; the parent releases them, the child re-initialises
- * them (and has no purge thread until it starts one of its own). SuperSlabs owned by threads that do not exist in the child stay
- * with those owners (their memory is not reused in the child).
+ * Fork: the prepare handler takes liburcu's locks and then the
+ * allocator's mutexes in the order backend/superslab.c states ("Locks");
+ * the parent releases them, the child re-initialises them (and has no
+ * purge thread until it starts one of its own). SuperSlabs owned by
+ * threads that do not exist in the child stay with those owners (their
+ * memory is not reused in the child).
  */
 #include "front/front.h"
 #include "boxes/unified_cache/unified_cache.h"

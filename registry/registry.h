@@ -31,7 +31,8 @@
  * that also serialises every operation on such ownerless SuperSlabs. O(1)
  * push, remove and pop: no scan.
  *
- * Lock order: class index lock → backend lock → registry mutex.
+ * Where these locks nest among the allocator's: backend/superslab.c,
+ * "Locks".
  */
 #ifndef HAK_REGISTRY_H
 #define HAK_REGISTRY_H
@@ -138,8 +139,9 @@ size_t          registry_index_length(unsigned cls) HAK_INTERNAL;
 /* Counters of the registry itself (always kept: these are slow-path events). */
 uint64_t registry_leaves_mapped(void) HAK_INTERNAL;
 
-/* Fork protection, in lock order: the class index locks first, then (after
- * the backend's lock) the map mutex; parent and child release or reset all. */
+/* Fork protection, in lock order (backend/superslab.c, "Locks"): the class
+ * index locks, then later the map mutex; parent and child release or reset
+ * all. */
 void registry_fork_prepare_index(void) HAK_INTERNAL;
 void registry_fork_prepare_map(void) HAK_INTERNAL;
 void registry_fork_parent(void) HAK_INTERNAL;
