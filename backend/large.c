@@ -73,6 +73,7 @@
  */
 #include "backend/large.h"
 #include "backend/os.h"
+#include "hak/lock.h"
 #include "registry/registry.h"
 
 #include <errno.h>
@@ -136,7 +137,7 @@ typedef struct unmap_list {
   size_t   size[UNMAP_LIST_MAX];
 } unmap_list_t;
 
-static pthread_mutex_t large_lock = PTHREAD_MUTEX_INITIALIZER;
+static hak_mutex_t large_lock = HAK_MUTEX_INIT;
 static cache_entry_t cache[CACHE_SLOTS];
 static unsigned cache_len;
 static size_t cache_bytes; /* resident bytes of the cached mappings */
@@ -240,6 +241,7 @@ static char *map_span(size_t need, size_t align, size_t *size)
  * it after a grace period. A full batch moves to out. */
 static void retire_locked(char *base, size_t size, size_t resident, unmap_list_t *out)
 {
+  hak_mutex_assert_held(&large_lock);
   if (resident)
     hak_os_decommit(base, min_size(resident, size));
   retired[retired_len].base = base;
@@ -258,6 +260,7 @@ static void retire_locked(char *base, size_t size, size_t resident, unmap_list_t
 /* Move the whole pending batch to out, full or not. */
 static void flush_retired_locked(unmap_list_t *out)
 {
+  hak_mutex_assert_held(&large_lock);
   for (unsigned i = 0; i < retired_len; i++) {
     out->base[out->n] = retired[i].base;
     out->size[out->n] = retired[i].size;
@@ -277,6 +280,7 @@ static void unmap_list(const unmap_list_t *l)
 
 static void cache_remove_locked(unsigned i)
 {
+  hak_mutex_assert_held(&large_lock);
   cache_bytes -= cache[i].resident;
   cache[i] = cache[--cache_len];
 }
@@ -286,6 +290,7 @@ static void cache_remove_locked(unsigned i)
  * resident bytes given back. */
 static size_t evict_locked(uint64_t now, bool force, size_t below, unmap_list_t *out)
 {
+  hak_mutex_assert_held(&large_lock);
   size_t n = 0;
   for (unsigned i = 0; i < cache_len;) {
     if (force || age_of(now, cache[i].stamp) > CACHE_AGE_NS || cache[i].resident < below) {
@@ -305,9 +310,9 @@ static void retire(char *base, size_t size, size_t resident)
 {
   unmap_list_t out;
   out.n = 0;
-  pthread_mutex_lock(&large_lock);
+  hak_mutex_lock(&large_lock);
   retire_locked(base, size, resident, &out);
-  pthread_mutex_unlock(&large_lock);
+  hak_mutex_unlock(&large_lock);
   unmap_list(&out);
 }
 
@@ -317,6 +322,7 @@ static void retire(char *base, size_t size, size_t resident)
  * grow, so each maximum is seen by the free that ends it. */
 static size_t cache_budget_locked(uint64_t now, size_t live_before, size_t live)
 {
+  hak_mutex_assert_held(&large_lock);
   uint64_t age = age_of(now, peak_since);
   if (age > CACHE_AGE_NS) {
     peak_prev = age > 2 * CACHE_AGE_NS ? 0 : peak_cur;
@@ -359,7 +365,7 @@ static cache_found_t cache_take(size_t need, take_mode_t mode)
   cache_found_t f = { NULL, 0, 0 };
   unmap_list_t out;
   out.n = 0;
-  pthread_mutex_lock(&large_lock);
+  hak_mutex_lock(&large_lock);
   if (cache_len) {
     evict_locked(now_ns(), false, 0, &out);
     int best = -1;
@@ -382,7 +388,7 @@ static cache_found_t cache_take(size_t need, take_mode_t mode)
     if (mode == TAKE_ANY && f.resident < need)
       evict_locked(0, false, need / 2, &out);
   }
-  pthread_mutex_unlock(&large_lock);
+  hak_mutex_unlock(&large_lock);
   unmap_list(&out);
   /* A much larger mapping keeps its size (the block may grow into it in
    * place), but past a bounded slack its pages are given back, so a small
@@ -420,7 +426,7 @@ static void cache_put(char *base, size_t size, size_t end, size_t resident)
   bool leftover = is_growth_leftover(end);
   uint64_t now = now_ns();
   size_t live = atomic_load_explicit(&live_bytes, memory_order_relaxed);
-  pthread_mutex_lock(&large_lock);
+  hak_mutex_lock(&large_lock);
   evict_locked(now, false, 0, &out);
   size_t budget = cache_budget_locked(now, live + resident, live);
   if (!leftover && resident <= budget) {
@@ -441,7 +447,7 @@ static void cache_put(char *base, size_t size, size_t end, size_t resident)
   } else {
     retire_locked(base, size, resident, &out);
   }
-  pthread_mutex_unlock(&large_lock);
+  hak_mutex_unlock(&large_lock);
   unmap_list(&out);
 }
 
@@ -732,12 +738,12 @@ size_t large_purge(uint64_t now)
 {
   unmap_list_t out;
   out.n = 0;
-  pthread_mutex_lock(&large_lock);
+  hak_mutex_lock(&large_lock);
   size_t bytes = evict_locked(now, false, 0, &out);
   /* The caller can afford the grace period that unmapping costs: pending
    * retirements go now, whether their batch is full or not. */
   flush_retired_locked(&out);
-  pthread_mutex_unlock(&large_lock);
+  hak_mutex_unlock(&large_lock);
   unmap_list(&out);
   return bytes;
 }
@@ -746,14 +752,14 @@ size_t large_trim(void)
 {
   unmap_list_t out;
   out.n = 0;
-  pthread_mutex_lock(&large_lock);
+  hak_mutex_lock(&large_lock);
   size_t bytes = evict_locked(0, true, 0, &out);
   flush_retired_locked(&out);
-  pthread_mutex_unlock(&large_lock);
+  hak_mutex_unlock(&large_lock);
   unmap_list(&out);
   return bytes;
 }
 
-void large_fork_prepare(void) { pthread_mutex_lock(&large_lock); }
-void large_fork_parent(void) { pthread_mutex_unlock(&large_lock); }
-void large_fork_child(void) { pthread_mutex_init(&large_lock, NULL); }
+void large_fork_prepare(void) { hak_mutex_lock(&large_lock); }
+void large_fork_parent(void) { hak_mutex_unlock(&large_lock); }
+void large_fork_child(void) { hak_mutex_reinit(&large_lock); }

@@ -6,6 +6,7 @@
  * zero and are faulted in only when used.
  */
 #include "backend/os.h"
+#include "hak/debug.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -105,12 +106,13 @@ size_t hak_fmt_hex(char *buf, unsigned long long v)
   return n + 2;
 }
 
-void hak_os_fatal(const char *fn, const char *what, const void *addr)
+/* One line to stderr, "hakmem: " and the parts, with " at ADDR" when addr
+ * is set (write(2) only: no allocation, no stdio), then abort(). */
+__attribute__((noreturn)) static void fatal_line(const char *const *parts, unsigned nparts, const void *addr)
 {
   char line[256];
   size_t n = 0;
-  const char *parts[] = {"hakmem: ", fn, "(): ", what};
-  for (unsigned i = 0; i < 4; i++) {
+  for (unsigned i = 0; i < nparts; i++) {
     size_t l = strlen(parts[i]);
     if (n + l > sizeof line - 32)
       l = sizeof line - 32 - n;
@@ -127,6 +129,22 @@ void hak_os_fatal(const char *fn, const char *what, const void *addr)
   (void)r;
   abort();
 }
+
+void hak_os_fatal(const char *fn, const char *what, const void *addr)
+{
+  const char *parts[] = {"hakmem: ", fn, "(): ", what};
+  fatal_line(parts, 4, addr);
+}
+
+#if HAK_DEBUG_CHECKS
+void hak_assert_fail(const char *file, int line, const char *cond)
+{
+  char num[24];
+  num[hak_fmt_u64(num, (unsigned long long)line)] = '\0';
+  const char *parts[] = {"hakmem: assertion failed: ", file, ":", num, ": ", cond};
+  fatal_line(parts, 6, NULL);
+}
+#endif
 
 static _Atomic uint64_t random_state;
 

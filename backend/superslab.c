@@ -43,6 +43,9 @@
  * taken (a helper holds one only under owners_lock). The parent releases
  * them all, the child re-initialises them.
  *
+ * Checking builds (-Ddebug_checks=true) assert in every *_locked function
+ * that its lock is held (hak/lock.h).
+ *
  * Notification protocol (ss->notify):
  *   ARMED      an owner exists; the next pusher that finds the remote list
  *              empty may notify it.
@@ -70,6 +73,7 @@
 #include "backend/superslab.h"
 #include "backend/os.h"
 #include "hak/config.h"
+#include "hak/debug.h"
 
 #include <limits.h>
 #include <sched.h>
@@ -81,7 +85,7 @@ enum { NOTIFY_ARMED = 0, NOTIFY_NOTIFYING = 1, NOTIFY_NOTIFIED = 2, NOTIFY_NEVER
 #define FREE_CLEAN_KEEP 8u   /* decommitted empty SuperSlabs kept for reuse */
 #define RETIRE_BATCH  8u     /* unmap after one grace period for this many */
 
-static pthread_mutex_t backend_lock = PTHREAD_MUTEX_INITIALIZER;
+static hak_mutex_t backend_lock = HAK_MUTEX_INIT;
 /* Fresh SuperSlabs come from a reservation: one mapping of several
  * (MAP_NORESERVE, untouched until carved) handed out in address order.
  * Each mapping call, and each munmap that trims it to alignment, stops
@@ -104,7 +108,7 @@ static unsigned tier_taken;
 static unsigned tier_demand[TIER_DEMAND_PASSES], tier_demand_at;
 static hak_superslab_t *retire_list;
 static unsigned retire_len;
-static pthread_mutex_t owners_lock = PTHREAD_MUTEX_INITIALIZER; /* the live list */
+static hak_mutex_t owners_lock = HAK_MUTEX_INIT; /* the live list */
 static hak_owner_t *owners_live;
 static unsigned owners_live_count; /* written under owners_lock */
 static _Atomic uint32_t next_tid = 1;
@@ -138,7 +142,7 @@ static obj_pool_t hdr_pool = {.size = sizeof(hak_superslab_t)};
 /* An object, or NULL when out of memory. */
 static void *pool_get(obj_pool_t *p)
 {
-  pthread_mutex_lock(&backend_lock);
+  hak_mutex_lock(&backend_lock);
   void *o = p->free;
   if (o) {
     p->free = *(void **)o;
@@ -146,7 +150,7 @@ static void *pool_get(obj_pool_t *p)
     if (p->left == 0) {
       void *m = mmap(NULL, POOL_CHUNK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
       if (m == MAP_FAILED) {
-        pthread_mutex_unlock(&backend_lock);
+        hak_mutex_unlock(&backend_lock);
         return NULL;
       }
       p->next = m;
@@ -156,16 +160,16 @@ static void *pool_get(obj_pool_t *p)
     p->next += p->size;
     p->left--;
   }
-  pthread_mutex_unlock(&backend_lock);
+  hak_mutex_unlock(&backend_lock);
   return o;
 }
 
 static void pool_put(obj_pool_t *p, void *o)
 {
-  pthread_mutex_lock(&backend_lock);
+  hak_mutex_lock(&backend_lock);
   *(void **)o = p->free;
   p->free = o;
-  pthread_mutex_unlock(&backend_lock);
+  hak_mutex_unlock(&backend_lock);
 }
 
 /* A header for a new SuperSlab (64-byte aligned: its size is a multiple of
@@ -241,20 +245,20 @@ hak_owner_t *backend_owner_new(void)
   atomic_store_explicit(&o->helper, 0, memory_order_relaxed);
   o->tid = atomic_fetch_add_explicit(&next_tid, 1, memory_order_relaxed);
   o->decay_ms = hak_clock_ms();
-  pthread_mutex_lock(&owners_lock);
+  hak_mutex_lock(&owners_lock);
   __atomic_store_n(&owners_live_count, owners_live_count + 1, __ATOMIC_RELAXED);
   o->live_next = owners_live;
   if (owners_live)
     owners_live->live_prev = o;
   owners_live = o;
-  pthread_mutex_unlock(&owners_lock);
+  hak_mutex_unlock(&owners_lock);
   return o;
 }
 
 void backend_owner_retire(hak_owner_t *o)
 {
   /* Off the live list first: no trim can pick this owner up any more. */
-  pthread_mutex_lock(&owners_lock);
+  hak_mutex_lock(&owners_lock);
   if (o->live_prev)
     o->live_prev->live_next = o->live_next;
   else
@@ -262,7 +266,7 @@ void backend_owner_retire(hak_owner_t *o)
   if (o->live_next)
     o->live_next->live_prev = o->live_prev;
   __atomic_store_n(&owners_live_count, owners_live_count - 1, __ATOMIC_RELAXED);
-  pthread_mutex_unlock(&owners_lock);
+  hak_mutex_unlock(&owners_lock);
   backend_owner_lock(o); /* wait out a trim that is helping this owner */
   backend_owner_unlock(o);
   while (o->owned)
@@ -801,27 +805,27 @@ static void ss_to_free_tier(hak_superslab_t *ss)
   registry_clear_tag((uintptr_t)ss->base);
   ss->tier = HAK_TIER_FREE;
   atomic_store_explicit(&ss->owner, NULL, memory_order_relaxed);
-  pthread_mutex_lock(&backend_lock);
+  hak_mutex_lock(&backend_lock);
   ss->free_next = free_dirty;
   free_dirty = ss;
   free_dirty_len++;
-  pthread_mutex_unlock(&backend_lock);
+  hak_mutex_unlock(&backend_lock);
 }
 
 /* A fresh SuperSlab-sized mapping, aligned to its size; NULL when the
  * system refuses even one. */
 static char *ss_map_fresh(void)
 {
-  pthread_mutex_lock(&backend_lock);
+  hak_mutex_lock(&backend_lock);
   for (;;) {
     if (reserve_next != reserve_end) {
       char *base = reserve_next;
       reserve_next += HAK_SS_SIZE;
-      pthread_mutex_unlock(&backend_lock);
+      hak_mutex_unlock(&backend_lock);
       return base;
     }
     unsigned n = reserve_size;
-    pthread_mutex_unlock(&backend_lock);
+    hak_mutex_unlock(&backend_lock);
     char *m = hak_os_map_aligned((size_t)n * HAK_SS_SIZE, HAK_SS_SIZE);
     if (!m && n > 1) { /* address space is short: one at a time */
       n = 1;
@@ -829,11 +833,11 @@ static char *ss_map_fresh(void)
     }
     if (!m)
       return NULL;
-    pthread_mutex_lock(&backend_lock);
+    hak_mutex_lock(&backend_lock);
     if (reserve_next != reserve_end) { /* another thread refilled meanwhile */
-      pthread_mutex_unlock(&backend_lock);
+      hak_mutex_unlock(&backend_lock);
       hak_os_unmap(m, (size_t)n * HAK_SS_SIZE);
-      pthread_mutex_lock(&backend_lock);
+      hak_mutex_lock(&backend_lock);
       continue;
     }
     reserve_next = m;
@@ -846,12 +850,12 @@ static char *ss_map_fresh(void)
 /* Give back the untouched rest of the reservation. */
 static void reserve_release(void)
 {
-  pthread_mutex_lock(&backend_lock);
+  hak_mutex_lock(&backend_lock);
   char *rest = reserve_next;
   size_t len = (size_t)(reserve_end - reserve_next);
   reserve_next = reserve_end = NULL;
   reserve_size = RESERVE_MIN;
-  pthread_mutex_unlock(&backend_lock);
+  hak_mutex_unlock(&backend_lock);
   hak_os_unmap(rest, len);
 }
 
@@ -874,7 +878,7 @@ size_t backend_trim(void)
 {
   purge_exclude();
   reserve_release();
-  pthread_mutex_lock(&backend_lock);
+  hak_mutex_lock(&backend_lock);
   hak_superslab_t *list = retire_list;
   size_t n = retire_len + free_dirty_len + free_clean_len;
   hak_superslab_t *tiers[2] = {free_dirty, free_clean};
@@ -891,7 +895,7 @@ size_t backend_trim(void)
   free_dirty_len = free_clean_len = 0;
   retire_list = NULL;
   retire_len = 0;
-  pthread_mutex_unlock(&backend_lock);
+  hak_mutex_unlock(&backend_lock);
   atomic_store_explicit(&purge_busy, 0, memory_order_release);
   unmap_retired(list);
   return n * HAK_SS_SIZE;
@@ -951,7 +955,7 @@ size_t backend_ss_decay(hak_superslab_t *ss, bool *pending)
 
 hak_superslab_t *backend_ss_new(hak_owner_t *o, unsigned cls)
 {
-  pthread_mutex_lock(&backend_lock);
+  hak_mutex_lock(&backend_lock);
   hak_superslab_t *ss = free_dirty;
   if (ss) {
     free_dirty = ss->free_next;
@@ -962,7 +966,7 @@ hak_superslab_t *backend_ss_new(hak_owner_t *o, unsigned cls)
     free_clean_len--;
     tier_taken++;
   }
-  pthread_mutex_unlock(&backend_lock);
+  hak_mutex_unlock(&backend_lock);
   if (!ss) {
     char *base = ss_map_fresh();
     if (!base)
@@ -1188,7 +1192,7 @@ void backend_ss_release(hak_owner_t *o, hak_superslab_t *ss)
 size_t backend_trim_others(hak_owner_t *self, hak_owner_trim_fn hook)
 {
   size_t bytes = 0;
-  pthread_mutex_lock(&owners_lock);
+  hak_mutex_lock(&owners_lock);
   for (hak_owner_t *o = owners_live; o; o = o->live_next) {
     if (o == self || !backend_owner_trylock(o))
       continue; /* busy owners do their own housekeeping */
@@ -1207,7 +1211,7 @@ size_t backend_trim_others(hak_owner_t *self, hak_owner_trim_fn hook)
       bytes += backend_ss_decommit_idle(t);
     backend_owner_helper_unlock(o);
   }
-  pthread_mutex_unlock(&owners_lock);
+  hak_mutex_unlock(&owners_lock);
   return bytes;
 }
 
@@ -1225,6 +1229,10 @@ unsigned backend_live_owners(void) { return __atomic_load_n(&owners_live_count, 
  * files them as usual when it wakes. */
 static bool owner_decay_locked(hak_owner_t *o, uint32_t now, bool helping)
 {
+  if (helping)
+    backend_owner_assert_helped(o);
+  else
+    backend_owner_assert_held(o);
   bool pending = false;
   for (hak_superslab_t *ss = o->owned; ss; ss = ss->own_next) {
     if (helping && ss_has_remote(ss))
@@ -1250,7 +1258,7 @@ static bool owner_decay_locked(hak_owner_t *o, uint32_t now, bool helping)
 static bool free_tier_decay(void)
 {
   bool pending = false;
-  pthread_mutex_lock(&backend_lock);
+  hak_mutex_lock(&backend_lock);
   hak_superslab_t *list = free_dirty;
   free_dirty = NULL;
   free_dirty_len = 0;
@@ -1260,7 +1268,7 @@ static bool free_tier_decay(void)
   unsigned keep = 0;
   for (unsigned i = 0; i < TIER_DEMAND_PASSES; i++)
     keep += tier_demand[i];
-  pthread_mutex_unlock(&backend_lock);
+  hak_mutex_unlock(&backend_lock);
   hak_superslab_t *still = NULL, *clean = NULL;
   while (list) {
     hak_superslab_t *ss = list, *next = ss->free_next;
@@ -1283,7 +1291,7 @@ static bool free_tier_decay(void)
     list = next;
   }
   hak_superslab_t *to_unmap = NULL;
-  pthread_mutex_lock(&backend_lock);
+  hak_mutex_lock(&backend_lock);
   while (still) { /* back on the tier, behind what came meanwhile */
     hak_superslab_t *next = still->free_next;
     still->free_next = free_dirty;
@@ -1309,7 +1317,7 @@ static bool free_tier_decay(void)
     retire_list = NULL;
     retire_len = 0;
   }
-  pthread_mutex_unlock(&backend_lock);
+  hak_mutex_unlock(&backend_lock);
   unmap_retired(to_unmap);
   return pending;
 }
@@ -1338,7 +1346,7 @@ static bool ownerless_decay(void)
 static bool quiet_owners_decay(uint32_t now, uint32_t delay)
 {
   bool pending = false;
-  pthread_mutex_lock(&owners_lock);
+  hak_mutex_lock(&owners_lock);
   for (hak_owner_t *o = owners_live; o; o = o->live_next) {
     if (hak_ms_since(now, __atomic_load_n(&o->decay_ms, __ATOMIC_RELAXED)) < 2 * delay)
       continue;
@@ -1347,7 +1355,7 @@ static bool quiet_owners_decay(uint32_t now, uint32_t delay)
     pending |= owner_decay_locked(o, now, true);
     backend_owner_helper_unlock(o);
   }
-  pthread_mutex_unlock(&owners_lock);
+  hak_mutex_unlock(&owners_lock);
   return pending;
 }
 
@@ -1380,13 +1388,13 @@ void backend_tick_slow(hak_owner_t *o)
     backend_purge(now);
 }
 
-void backend_fork_prepare_owners(void) { pthread_mutex_lock(&owners_lock); }
+void backend_fork_prepare_owners(void) { hak_mutex_lock(&owners_lock); }
 
-void backend_fork_prepare(void) { pthread_mutex_lock(&backend_lock); }
+void backend_fork_prepare(void) { hak_mutex_lock(&backend_lock); }
 void backend_fork_parent(void)
 {
-  pthread_mutex_unlock(&backend_lock);
-  pthread_mutex_unlock(&owners_lock);
+  hak_mutex_unlock(&backend_lock);
+  hak_mutex_unlock(&owners_lock);
 }
 void backend_fork_child(void)
 {
@@ -1395,6 +1403,6 @@ void backend_fork_child(void)
   if (!backend_owner_fenced && !hak_os_membarrier_register())
     backend_owner_fenced = true;
   atomic_store_explicit(&purge_busy, 0, memory_order_relaxed); /* its runner is not in the child */
-  pthread_mutex_init(&backend_lock, NULL);
-  pthread_mutex_init(&owners_lock, NULL);
+  hak_mutex_reinit(&backend_lock);
+  hak_mutex_reinit(&owners_lock);
 }

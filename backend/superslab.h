@@ -334,6 +334,10 @@ HAK_INLINE void backend_owner_helper_unlock(hak_owner_t *o)
 {
   atomic_store_explicit(&o->helper, 0, memory_order_release);
 }
+/* Checking builds: o's owner holds its lock (only the owner sets busy),
+ * or a helper does. */
+#define backend_owner_assert_held(o) HAK_ASSERT(atomic_load_explicit(&(o)->busy, memory_order_relaxed) == 1)
+#define backend_owner_assert_helped(o) HAK_ASSERT(atomic_load_explicit(&(o)->helper, memory_order_relaxed) == 1)
 
 /* malloc_trim's help for the other threads: for every other live owner not
  * busy right now, collect the frees other threads made into its

@@ -20,6 +20,7 @@
 #include "backend/large.h"
 #include "backend/size_class.h"
 #include "backend/os.h"
+#include "hak/lock.h"
 #include "registry/registry.h"
 
 #include <fcntl.h>
@@ -41,13 +42,13 @@ __thread hak_thread_stats_t *hak_tls_stats = &stats_sink;
 static hak_thread_stats_t stats_global;   /* folded from exited threads */
 static hak_thread_stats_t *stats_live;
 static hak_thread_stats_t *stats_free;
-static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER;
+static hak_mutex_t stats_lock = HAK_MUTEX_INIT;
 
 void hak_stats_thread_start(void)
 {
   if (hak_tls_stats != &stats_sink)
     return;
-  pthread_mutex_lock(&stats_lock);
+  hak_mutex_lock(&stats_lock);
   hak_thread_stats_t *ts = stats_free;
   if (ts) {
     stats_free = ts->next;
@@ -66,7 +67,7 @@ void hak_stats_thread_start(void)
     stats_live = ts;
     hak_tls_stats = ts;
   }
-  pthread_mutex_unlock(&stats_lock);
+  hak_mutex_unlock(&stats_lock);
 }
 
 static inline void max_u16(uint16_t *dst, const uint16_t *src)
@@ -80,6 +81,7 @@ static inline void max_u16(uint16_t *dst, const uint16_t *src)
  * passes its peak on, not its current budget (it has none any more). */
 static void add_block(hak_thread_stats_t *dst, const hak_thread_stats_t *src, bool live)
 {
+  hak_mutex_assert_held(&stats_lock);
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
     if (live)
       max_u16(&dst->budget[c], &src->budget[c]);
@@ -99,7 +101,7 @@ void hak_stats_thread_fold(void)
   hak_thread_stats_t *ts = hak_tls_stats;
   if (ts == &stats_sink)
     return;
-  pthread_mutex_lock(&stats_lock);
+  hak_mutex_lock(&stats_lock);
   add_block(&stats_global, ts, false);
   if (ts->prev)
     ts->prev->next = ts->next;
@@ -110,7 +112,7 @@ void hak_stats_thread_fold(void)
   ts->next = stats_free;
   stats_free = ts;
   hak_tls_stats = &stats_sink;
-  pthread_mutex_unlock(&stats_lock);
+  hak_mutex_unlock(&stats_lock);
 }
 
 /* Sum of everything: exited threads, live threads, the sink. */
@@ -118,17 +120,17 @@ static void stats_collect(hak_thread_stats_t *out)
 {
   uc_fold_stats();
   memset(out, 0, sizeof *out);
-  pthread_mutex_lock(&stats_lock);
+  hak_mutex_lock(&stats_lock);
   add_block(out, &stats_global, true);
   for (hak_thread_stats_t *ts = stats_live; ts; ts = ts->next)
     add_block(out, ts, true);
   add_block(out, &stats_sink, true);
-  pthread_mutex_unlock(&stats_lock);
+  hak_mutex_unlock(&stats_lock);
 }
 
-void hak_stats_fork_prepare(void) { pthread_mutex_lock(&stats_lock); }
-void hak_stats_fork_parent(void) { pthread_mutex_unlock(&stats_lock); }
-void hak_stats_fork_child(void) { pthread_mutex_init(&stats_lock, NULL); }
+void hak_stats_fork_prepare(void) { hak_mutex_lock(&stats_lock); }
+void hak_stats_fork_parent(void) { hak_mutex_unlock(&stats_lock); }
+void hak_stats_fork_child(void) { hak_mutex_reinit(&stats_lock); }
 #else
 void hak_stats_thread_start(void) {}
 void hak_stats_thread_fold(void) {}
@@ -207,13 +209,15 @@ static void config_json(outbuf_t *o)
   out_u64(o, HAK_PURGE_DELAY_MS);
   out_str(o, ",\"purge_thread\":");
   out_u64(o, HAK_PURGE_THREAD);
+  out_str(o, ",\"debug_checks\":");
+  out_u64(o, HAK_DEBUG_CHECKS);
   out_str(o, "}");
 }
 
 static const char *config_string(void)
 {
   return "variant=" HAK_VARIANT " unified_cache=" HAK_STR(HAK_UNIFIED_CACHE) " warm_pool=" HAK_STR(
-    HAK_WARM_POOL) " prefill=" HAK_STR(HAK_PREFILL) " prefill_policy=" HAK_PREFILL_POLICY_NAME " warm_pool_max=" HAK_STR(HAK_WARM_POOL_MAX) " stats=" HAK_STR(HAK_STATS) " colour=" HAK_STR(HAK_COLOUR) " hardened=" HAK_STR(HAK_HARDENED) " purge_delay_ms=" HAK_STR(HAK_PURGE_DELAY_MS) " purge_thread=" HAK_STR(HAK_PURGE_THREAD);
+    HAK_WARM_POOL) " prefill=" HAK_STR(HAK_PREFILL) " prefill_policy=" HAK_PREFILL_POLICY_NAME " warm_pool_max=" HAK_STR(HAK_WARM_POOL_MAX) " stats=" HAK_STR(HAK_STATS) " colour=" HAK_STR(HAK_COLOUR) " hardened=" HAK_STR(HAK_HARDENED) " purge_delay_ms=" HAK_STR(HAK_PURGE_DELAY_MS) " purge_thread=" HAK_STR(HAK_PURGE_THREAD) " debug_checks=" HAK_STR(HAK_DEBUG_CHECKS);
 }
 
 HAK_EXPORT const char *hak_config_string(void) { return config_string(); }

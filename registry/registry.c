@@ -23,7 +23,7 @@ static void classmap_set(uintptr_t base, uint64_t tag)
     __atomic_store_n(&hak_reg_classmap[i], v, __ATOMIC_RELEASE);
 }
 
-static pthread_mutex_t reg_mutex = PTHREAD_MUTEX_INITIALIZER;
+static hak_mutex_t reg_mutex = HAK_MUTEX_INIT;
 static _Atomic uint64_t reg_leaves;
 
 static hak_reg_leaf_t *leaf_for(uintptr_t base, bool create)
@@ -34,7 +34,7 @@ static hak_reg_leaf_t *leaf_for(uintptr_t base, bool create)
   hak_reg_leaf_t *leaf = __atomic_load_n(&hak_reg_top[top], __ATOMIC_ACQUIRE);
   if (leaf || !create)
     return leaf;
-  pthread_mutex_lock(&reg_mutex);
+  hak_mutex_lock(&reg_mutex);
   leaf = __atomic_load_n(&hak_reg_top[top], __ATOMIC_ACQUIRE);
   if (!leaf) {
     void *m = mmap(NULL, sizeof(hak_reg_leaf_t), PROT_READ | PROT_WRITE,
@@ -49,7 +49,7 @@ static hak_reg_leaf_t *leaf_for(uintptr_t base, bool create)
       atomic_fetch_add_explicit(&reg_leaves, 1, memory_order_relaxed);
     }
   }
-  pthread_mutex_unlock(&reg_mutex);
+  hak_mutex_unlock(&reg_mutex);
   return leaf;
 }
 
@@ -105,7 +105,7 @@ uint64_t registry_leaves_mapped(void)
 /* ---- Per-class index ---------------------------------------------------- */
 
 static struct {
-  pthread_mutex_t lock;
+  hak_mutex_t lock;
   hak_reg_link_t head;      /* circular sentinel; head.next is popped first */
   size_t length;
 } __attribute__((aligned(64))) reg_index[HAK_NUM_CLASSES];
@@ -114,7 +114,7 @@ static struct {
  * index works before any constructor ran; fork's child re-initialises. */
 static void index_init_one(unsigned c)
 {
-  pthread_mutex_init(&reg_index[c].lock, NULL);
+  hak_mutex_reinit(&reg_index[c].lock);
 }
 
 static void ensure_head(unsigned c)
@@ -125,11 +125,12 @@ static void ensure_head(unsigned c)
     reg_index[c].head.next = reg_index[c].head.prev = &reg_index[c].head;
 }
 
-void registry_index_lock(unsigned c) { pthread_mutex_lock(&reg_index[c].lock); }
-void registry_index_unlock(unsigned c) { pthread_mutex_unlock(&reg_index[c].lock); }
+void registry_index_lock(unsigned c) { hak_mutex_lock(&reg_index[c].lock); }
+void registry_index_unlock(unsigned c) { hak_mutex_unlock(&reg_index[c].lock); }
 
 void registry_index_push(unsigned c, hak_reg_link_t *l)
 {
+  hak_mutex_assert_held(&reg_index[c].lock);
   ensure_head(c);
   if (l->linked)
     return;
@@ -144,6 +145,7 @@ void registry_index_push(unsigned c, hak_reg_link_t *l)
 
 void registry_index_remove(unsigned c, hak_reg_link_t *l)
 {
+  hak_mutex_assert_held(&reg_index[c].lock);
   if (!l->linked)
     return;
   l->prev->next = l->next;
@@ -155,6 +157,7 @@ void registry_index_remove(unsigned c, hak_reg_link_t *l)
 
 hak_reg_link_t *registry_index_pop(unsigned c)
 {
+  hak_mutex_assert_held(&reg_index[c].lock);
   ensure_head(c);
   hak_reg_link_t *h = &reg_index[c].head;
   if (h->next == h)
@@ -166,6 +169,7 @@ hak_reg_link_t *registry_index_pop(unsigned c)
 
 hak_reg_link_t *registry_index_next(unsigned c, hak_reg_link_t *l)
 {
+  hak_mutex_assert_held(&reg_index[c].lock);
   ensure_head(c);
   hak_reg_link_t *h = &reg_index[c].head;
   hak_reg_link_t *n = l ? l->next : h->next;
@@ -177,21 +181,21 @@ size_t registry_index_length(unsigned c) { return __atomic_load_n(&reg_index[c].
 void registry_fork_prepare_index(void)
 {
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
-    pthread_mutex_lock(&reg_index[c].lock);
+    hak_mutex_lock(&reg_index[c].lock);
 }
 
-void registry_fork_prepare_map(void) { pthread_mutex_lock(&reg_mutex); }
+void registry_fork_prepare_map(void) { hak_mutex_lock(&reg_mutex); }
 
 void registry_fork_parent(void)
 {
-  pthread_mutex_unlock(&reg_mutex);
+  hak_mutex_unlock(&reg_mutex);
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
-    pthread_mutex_unlock(&reg_index[c].lock);
+    hak_mutex_unlock(&reg_index[c].lock);
 }
 
 void registry_fork_child(void)
 {
-  pthread_mutex_init(&reg_mutex, NULL);
+  hak_mutex_reinit(&reg_mutex);
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
     index_init_one(c);
 }

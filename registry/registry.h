@@ -39,6 +39,7 @@
 
 #include "hak/common.h"
 #include "hak/tsan.h"
+#include "hak/lock.h"
 #include <pthread.h>
 #include <stdatomic.h>
 

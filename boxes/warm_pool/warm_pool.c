@@ -206,6 +206,7 @@ static hak_superslab_t *acquire(unsigned cls)
 
 static unsigned refill_locked(unsigned cls, unsigned max, void **head, void **tail)
 {
+  backend_owner_assert_held(wp_tls.owner);
   wp_class_t *k = &wp_tls.cls[cls];
   for (hak_superslab_t *ss = k->top; ss; ss = k->top) {
     unsigned n = backend_ss_take(ss, max, head, tail);
@@ -262,6 +263,7 @@ static unsigned refill_locked(unsigned cls, unsigned max, void **head, void **ta
 
 static unsigned refill_locked(unsigned cls, unsigned max, void **head, void **tail)
 {
+  backend_owner_assert_held(wp_tls.owner);
   wp_class_t *k = &wp_tls.cls[cls];
   count_miss(k, cls);
   k->acquired += k->acquired != UINT16_MAX;
@@ -349,6 +351,7 @@ bool warm_pool_return_one(unsigned cls, void *b)
  * already a chain and goes to its owner as it is (see remote_run_cut). */
 static void *return_locked(unsigned cls, void *head, unsigned n)
 {
+  HAK_ASSERT(!wp_tls.owner || atomic_load_explicit(&wp_tls.owner->busy, memory_order_relaxed) == 1);
   const unsigned n_in = n;
   hak_owner_t *me = wp_tls.owner;
   unsigned remote = 0;

@@ -44,6 +44,9 @@
 #ifndef HAK_RAW_MEDIUM
 #define HAK_RAW_MEDIUM 1
 #endif
+#ifndef HAK_RAW_DEBUG_CHECKS
+#define HAK_RAW_DEBUG_CHECKS 0
+#endif
 #ifndef HAK_RAW_VARIANT
 #define HAK_RAW_VARIANT "default"
 #endif
@@ -62,6 +65,8 @@
 #define HAK_PURGE_DELAY_MS HAK_RAW_PURGE_DELAY_MS
 #define HAK_PURGE_THREAD  HAK_RAW_PURGE_THREAD
 #define HAK_MEDIUM        HAK_RAW_MEDIUM
+/* Build-wide, not per variant: -Ddebug_checks sets it for every object. */
+#define HAK_DEBUG_CHECKS  HAK_RAW_DEBUG_CHECKS
 #define HAK_VARIANT       HAK_RAW_VARIANT
 #define HAK_VERSION       HAK_RAW_VERSION
 

@@ -2,6 +2,7 @@
 #include "registry/registry.h"
 
 #include <check.h>
+#include <signal.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
@@ -149,6 +150,55 @@ START_TEST(rcu_reader_writer_reclaim)
 }
 END_TEST
 
+/* Checking builds (-Ddebug_checks=true): the allocator's mutex knows who
+ * holds it. A function that needs its lock asserts it, and only the holder
+ * may unlock. */
+static hak_mutex_t test_lock = HAK_MUTEX_INIT;
+
+static void *held_elsewhere(void *arg)
+{
+  (void)arg;
+  hak_mutex_assert_held(&test_lock);
+  return NULL;
+}
+
+START_TEST(lock_held_by_its_holder_only)
+{
+  hak_mutex_lock(&test_lock);
+  hak_mutex_assert_held(&test_lock);
+  pthread_t t;
+  pthread_create(&t, NULL, held_elsewhere, NULL); /* aborts the process */
+  pthread_join(t, NULL);
+}
+END_TEST
+
+START_TEST(lock_not_held_after_unlock)
+{
+  hak_mutex_lock(&test_lock);
+  hak_mutex_unlock(&test_lock);
+  ck_assert(hak_mutex_trylock(&test_lock));
+  hak_mutex_assert_held(&test_lock);
+  hak_mutex_unlock(&test_lock);
+  hak_mutex_assert_held(&test_lock); /* aborts */
+}
+END_TEST
+
+static void *unlock_elsewhere(void *arg)
+{
+  (void)arg;
+  hak_mutex_unlock(&test_lock);
+  return NULL;
+}
+
+START_TEST(lock_unlocked_by_another_thread_aborts)
+{
+  hak_mutex_lock(&test_lock);
+  pthread_t t;
+  pthread_create(&t, NULL, unlock_elsewhere, NULL);
+  pthread_join(t, NULL);
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("registry");
@@ -166,6 +216,13 @@ int main(void)
   tcase_set_timeout(tr, 60);
   tcase_add_test(tr, rcu_reader_writer_reclaim);
   suite_add_tcase(s, tr);
+  if (HAK_DEBUG_CHECKS) {
+    TCase *tl = tcase_create("debug_checks");
+    tcase_add_test_raise_signal(tl, lock_held_by_its_holder_only, SIGABRT);
+    tcase_add_test_raise_signal(tl, lock_not_held_after_unlock, SIGABRT);
+    tcase_add_test_raise_signal(tl, lock_unlocked_by_another_thread_aborts, SIGABRT);
+    suite_add_tcase(s, tl);
+  }
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);
   int failed = srunner_ntests_failed(sr);
