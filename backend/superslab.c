@@ -44,7 +44,8 @@
  * them all, the child re-initialises them.
  *
  * Checking builds (-Ddebug_checks=true) assert in every *_locked function
- * that its lock is held (hak/lock.h).
+ * that its lock is held (hak/lock.h) and validate slabs and SuperSlabs
+ * where their counts must agree (see "Validators").
  *
  * Notification protocol (ss->notify):
  *   ARMED      an owner exists; the next pusher that finds the remote list
@@ -79,6 +80,17 @@
 #include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
+
+/* Checking builds: the validators (see "Validators" below). */
+#if HAK_DEBUG_CHECKS
+static void slab_validate(hak_superslab_t *ss, unsigned s);
+static void ss_validate(hak_superslab_t *ss);
+#define SLAB_VALIDATE(ss, s) slab_validate((ss), (s))
+#define SS_VALIDATE(ss) ss_validate(ss)
+#else
+#define SLAB_VALIDATE(ss, s) ((void)0)
+#define SS_VALIDATE(ss) ((void)0)
+#endif
 
 enum { NOTIFY_ARMED = 0, NOTIFY_NOTIFYING = 1, NOTIFY_NOTIFIED = 2, NOTIFY_NEVER = 3 };
 
@@ -506,6 +518,7 @@ static void ss_init(hak_superslab_t *ss, unsigned cls)
       slab_randomize(sl);
     }
   }
+  SS_VALIDATE(ss);
 }
 
 static inline void *slab_base(hak_superslab_t *ss, unsigned s)
@@ -640,6 +653,7 @@ unsigned backend_ss_take(hak_superslab_t *ss, unsigned max, void **head_out, voi
     n += got;
     if (!sl->free && sl->carved == sl->capacity)
       ss->room_mask &= ~(1u << s);
+    SLAB_VALIDATE(ss, s);
     if (page_end)
       break;
   }
@@ -663,6 +677,7 @@ static inline unsigned put_back(hak_superslab_t *ss, void *p)
   ss->room_mask |= 1u << s;
   if (--ss->used == 0)
     ev |= HAK_SS_BECAME_EMPTY;
+  SLAB_VALIDATE(ss, s);
   return ev;
 }
 
@@ -678,6 +693,53 @@ static inline bool in_slab(const hak_superslab_t *ss, unsigned s, const void *b)
 {
   return (((uintptr_t)b - (uintptr_t)ss->base) >> ss->slab_shift) == s;
 }
+
+/* ---- Validators (checking builds) -----------------------------------------
+ * Called by whoever may touch ss's slabs (its owner; for an ownerless one,
+ * the holder of its class index lock) where the counts must agree. */
+
+#if HAK_DEBUG_CHECKS
+/* Slab s: counts within bounds; its free list, walked in full, holds
+ * carved - used blocks, each a block start inside the slab, with no cycle;
+ * a slab with a free block or uncarved room has its room-mask bit. */
+static void slab_validate(hak_superslab_t *ss, unsigned s)
+{
+  hak_slab_t *sl = &ss->slabs[s];
+  HAK_ASSERT(sl->capacity == hak_slab_blocks(s, ss->cls));
+  HAK_ASSERT(sl->carved <= sl->capacity);
+  HAK_ASSERT(sl->used <= sl->carved);
+  const uintptr_t base = (uintptr_t)slab_base(ss, s);
+  unsigned n = 0;
+  for (void *b = sl->free; b; b = link_code(sl, b, *(void **)b)) {
+    HAK_ASSERT(n < sl->carved); /* more blocks than were carved: a cycle */
+    HAK_ASSERT(in_slab(ss, s, b));
+    HAK_ASSERT(hak_class_is_block_offset(ss->cls, (uint32_t)((uintptr_t)b - base)));
+    n++;
+  }
+  HAK_ASSERT(n == (unsigned)(sl->carved - sl->used));
+  HAK_ASSERT(!(sl->free || sl->carved < sl->capacity) || (ss->room_mask & (1u << s)));
+}
+
+/* The whole SuperSlab: its header, every slab, and ss->used the sum of
+ * theirs. */
+static void ss_validate(hak_superslab_t *ss)
+{
+  HAK_ASSERT(ss->magic == HAK_SS_MAGIC);
+  HAK_ASSERT(ss->cls < HAK_NUM_CLASSES);
+  HAK_ASSERT(ss->block_size == hak_class_size(ss->cls));
+  HAK_ASSERT(ss->slab_shift == hak_class_info[ss->cls].slab_shift);
+  uint32_t used = 0;
+  for (unsigned s = 0; s < HAK_SLABS_PER_SS; s++) {
+    if (s < hak_ss_slabs(ss->cls))
+      slab_validate(ss, s);
+    else
+      HAK_ASSERT(!(ss->room_mask & (1u << s)));
+    used += ss->slabs[s].used;
+  }
+  HAK_ASSERT(used == ss->used);
+  HAK_ASSERT(ss->used <= ss->capacity);
+}
+#endif
 
 #if !HAK_HARDENED
 /* Plain links: the blocks of one slab at the start of the chain at *bp (at
@@ -711,6 +773,7 @@ static inline unsigned splice_slab_run(hak_superslab_t *ss, void **bp, unsigned 
   slab_reset_if_idle(sl);
   ss->room_mask |= 1u << s;
   ss->used -= k;
+  SLAB_VALIDATE(ss, s);
   *bp = b;
   return k;
 }
@@ -937,6 +1000,7 @@ static size_t ss_decommit_where(hak_superslab_t *ss, bool all_idle, bool *pendin
       run_len = 0;
     }
   }
+  SS_VALIDATE(ss);
   return bytes;
 }
 
@@ -1008,6 +1072,7 @@ hak_superslab_t *backend_ss_adopt(hak_owner_t *o, unsigned cls)
   if (l) {
     ss = (hak_superslab_t *)((char *)l - offsetof(hak_superslab_t, index_link));
     backend_ss_drain(ss);
+    SS_VALIDATE(ss);
     ss->tier = HAK_TIER_HOT;
     ss->in_pool = 0;
     ss->empty_counted = 0;
@@ -1178,6 +1243,7 @@ void backend_ss_release(hak_owner_t *o, hak_superslab_t *ss)
   ss->in_pool = 0;
   atomic_store_explicit(&ss->owner, NULL, memory_order_seq_cst);
   backend_ss_drain(ss);
+  SS_VALIDATE(ss);
   if (ss->used == 0) {
     ss->tier = HAK_TIER_FREE; /* under the lock: a late pusher sees it (collect_ownerless) */
     registry_index_unlock(cls);

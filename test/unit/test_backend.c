@@ -641,6 +641,24 @@ START_TEST(free_run_double_free_aborts)
 }
 END_TEST
 
+/* Checking builds: a slab whose count disagrees with its free list is
+ * caught by the validator at the next block that comes back. (One block
+ * more counted out than was: the free list then holds one block more than
+ * carved - used says.) */
+START_TEST(validator_catches_a_count_that_disagrees)
+{
+  hak_owner_t *o = backend_owner_new();
+  hak_superslab_t *ss = backend_ss_new(o, hak_class_of(64));
+  void *h, *t;
+  ck_assert_uint_eq(backend_ss_take(ss, 4, &h, &t), 4);
+  void *second = *(void **)h;
+  backend_ss_free_local(ss, h); /* valid: the validator lets it by */
+  ss->slabs[hak_slab_index(ss, second)].used++;
+  ss->used++;
+  backend_ss_free_local(ss, second); /* aborts */
+}
+END_TEST
+
 /* Producer/consumer at the backend level: every block freed remotely comes
  * back to its owner through the inbox, so the owner maps nothing new. */
 static void *remote_freer(void *arg)
@@ -1026,6 +1044,8 @@ int main(void)
     tcase_add_test_raise_signal(ts, free_run_double_free_aborts, SIGABRT);
   tcase_add_test_raise_signal(ts, remote_double_free_aborts_in_drain, SIGABRT);
   tcase_add_test_raise_signal(ts, remote_double_free_aborts_in_take, SIGABRT);
+  if (HAK_DEBUG_CHECKS)
+    tcase_add_test_raise_signal(ts, validator_catches_a_count_that_disagrees, SIGABRT);
   suite_add_tcase(s, ts);
   TCase *tl = tcase_create("large");
   tcase_set_timeout(tl, 60);
