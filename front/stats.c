@@ -216,8 +216,20 @@ static void config_json(outbuf_t *o)
 
 static const char *config_string(void)
 {
-  return "variant=" HAK_VARIANT " unified_cache=" HAK_STR(HAK_UNIFIED_CACHE) " warm_pool=" HAK_STR(
-    HAK_WARM_POOL) " prefill=" HAK_STR(HAK_PREFILL) " prefill_policy=" HAK_PREFILL_POLICY_NAME " warm_pool_max=" HAK_STR(HAK_WARM_POOL_MAX) " stats=" HAK_STR(HAK_STATS) " colour=" HAK_STR(HAK_COLOUR) " hardened=" HAK_STR(HAK_HARDENED) " purge_delay_ms=" HAK_STR(HAK_PURGE_DELAY_MS) " purge_thread=" HAK_STR(HAK_PURGE_THREAD) " debug_checks=" HAK_STR(HAK_DEBUG_CHECKS);
+  /* clang-format off */
+  return "variant=" HAK_VARIANT
+         " unified_cache=" HAK_STR(HAK_UNIFIED_CACHE)
+         " warm_pool=" HAK_STR(HAK_WARM_POOL)
+         " prefill=" HAK_STR(HAK_PREFILL)
+         " prefill_policy=" HAK_PREFILL_POLICY_NAME
+         " warm_pool_max=" HAK_STR(HAK_WARM_POOL_MAX)
+         " stats=" HAK_STR(HAK_STATS)
+         " colour=" HAK_STR(HAK_COLOUR)
+         " hardened=" HAK_STR(HAK_HARDENED)
+         " purge_delay_ms=" HAK_STR(HAK_PURGE_DELAY_MS)
+         " purge_thread=" HAK_STR(HAK_PURGE_THREAD)
+         " debug_checks=" HAK_STR(HAK_DEBUG_CHECKS);
+  /* clang-format on */
 }
 
 HAK_EXPORT const char *hak_config_string(void) { return config_string(); }

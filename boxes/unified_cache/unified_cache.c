@@ -198,8 +198,8 @@ static inline int32_t bin_fill(unsigned c)
 /* The hit counter. Between two rebases only pops (+1) and pushes (-1) move
  * avail, so the pops since the last fold are the growth of avail plus the
  * pushes since then. The fast path counts pushes, not pops: the count stays
- * off malloc's path (tiny_hot, pinned: 3-9% faster than counting pops),
- * free pays one add. */
+ * off malloc's path, which is the hotter one (tiny_hot was measurably
+ * faster so), and free pays one add. */
 static __thread int32_t uc_avail_folded[HAK_NUM_CLASSES];
 static __thread uint32_t uc_pushes_folded[HAK_NUM_CLASSES];
 

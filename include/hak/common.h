@@ -23,8 +23,9 @@
 #define HAK_COLD        __attribute__((noinline, cold))
 #define HAK_INTERNAL    __attribute__((visibility("hidden")))
 #define HAK_EXPORT      __attribute__((visibility("default")))
-/* A hot public entry point starts on a cache line: where the linker puts
- * malloc and free otherwise moved tiny_hot by 5-10% from build to build. */
+/* A hot public entry point starts on a cache line: otherwise where the
+ * linker happens to put malloc and free moves tiny_hot from build to
+ * build. */
 #define HAK_HOT_EXPORT  HAK_EXPORT __attribute__((aligned(64)))
 #define HAK_STR_(x)     #x
 #define HAK_STR(x)      HAK_STR_(x)
