@@ -24,7 +24,7 @@
                 INV(ODD(CLS_SIZE(c))), (uint8_t)TZ(CLS_SIZE(c)), (uint8_t)SLAB_SHIFT(c) }
 #define CI8(c) CI(c), CI(c + 1), CI(c + 2), CI(c + 3), CI(c + 4), CI(c + 5), CI(c + 6), CI(c + 7)
 
-const hak_class_info_t hak_class_info1[HAK_NUM_CLASSES + 1] = {
+const hak_class_info_t hak_class_info_by_key[HAK_NUM_CLASSES + 1] = {
   {0, 0, 0, 0, HAK_SLAB_SHIFT},
   CI(0), CI8(1), CI8(9), CI8(17), CI8(25), CI8(33), CI8(41), CI8(49), CI8(57), CI8(65),
   CI8(73), CI8(81), CI8(89),
@@ -35,14 +35,14 @@ const hak_class_info_t hak_class_info1[HAK_NUM_CLASSES + 1] = {
                 (uint8_t)TZ(CLS_SIZE(c)), 0 }
 #define CC8(c) CC(c), CC(c + 1), CC(c + 2), CC(c + 3), CC(c + 4), CC(c + 5), CC(c + 6), CC(c + 7)
 
-const hak_class_check_t hak_class_check1[HAK_NUM_CLASSES + 1] = {
+const hak_class_check_t hak_class_check_by_key[HAK_NUM_CLASSES + 1] = {
   {0, 0, 0, 0},
   CC(0), CC8(1), CC8(9), CC8(17), CC8(25), CC8(33), CC8(41), CC8(49), CC8(57), CC8(65),
   CC8(73), CC8(81), CC8(89),
 };
 _Static_assert(sizeof(hak_class_check_t) == 8, "one scaled index");
 
-/* size → class + 1 for sizes up to HAK_TINY_MAX: one word for up to 8
+/* size → class key for sizes up to HAK_TINY_MAX: one word for up to 8
  * bytes (hardened builds keep a canary in a free block's second word, so
  * they have no one-word blocks and start at 16), else step T of the
  * 16-byte grid, through i = (n + 15) / 16. */
@@ -53,7 +53,7 @@ _Static_assert(sizeof(hak_class_check_t) == 8, "one scaled index");
 #define S16(n) S4(n), S4(n + 4), S4(n + 8), S4(n + 12)
 #define S64(n) S16(n), S16(n + 16), S16(n + 32), S16(n + 48)
 #define S256(n) S64(n), S64(n + 64), S64(n + 128), S64(n + 192)
-const uint8_t hak_tiny_class1[HAK_TINY_MAX + 1] = {
+const uint8_t hak_tiny_class_key[HAK_TINY_MAX + 1] = {
   S256(0), S256(256), S256(512), S256(768), S(1024),
 };
 

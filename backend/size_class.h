@@ -17,6 +17,14 @@
  * SuperSlab. Its slabs hold four to seven blocks, so its waste is at most
  * one block's worth of address space per slab (untouched: never resident),
  * and the decay can still give back a part of a SuperSlab.
+ *
+ * Class keys. A class key is a class + 1, and key 0 means "no class". The
+ * registry's class map stores keys (0 for memory that holds no small
+ * block), and the tables the free path reads are indexed by key
+ * (hak_class_check_by_key, hak_class_info_by_key, the cache's
+ * uc_bins_by_key): their entry 0 fails every test a real class passes, so
+ * "not a small block" costs the hot path no test of its own. Names that
+ * take or give a key say so (_key, _by_key; variables ckey).
  */
 #ifndef HAK_SIZE_CLASS_H
 #define HAK_SIZE_CLASS_H
@@ -32,29 +40,30 @@ typedef struct hak_class_info {
 } hak_class_info_t;
 
 /* What the free path's block check reads, 8 bytes per class so that one
- * scaled index reaches it (indexed by class + 1, entry 0 never matches).
+ * scaled index reaches it (indexed by class key, entry 0 never matches).
  * It matches the table's classes only (up to HAK_TINY_MAX): a larger
  * block takes free's slow path, which checks it with
- * hak_class_is_block_offset or ss_is_block and asks who owns it. */
+ * hak_class_is_block_offset or backend_ss_is_block and asks who owns it. */
 typedef struct hak_class_check {
   uint32_t inv;
   uint16_t per_slab;
   uint8_t  shift;
   uint8_t  pad;
 } hak_class_check_t;
-extern const hak_class_check_t hak_class_check1[HAK_NUM_CLASSES + 1] HAK_INTERNAL;
+extern const hak_class_check_t hak_class_check_by_key[HAK_NUM_CLASSES + 1] HAK_INTERNAL;
 
-/* class + 1, indexed by the size itself (one load, no arithmetic on the hot
- * path: the caches index their bins by class + 1 too). */
-extern const uint8_t hak_tiny_class1[HAK_TINY_MAX + 1] HAK_INTERNAL;
-/* Indexed by class + 1; entry 0 describes no class (per_slab 0), so a
- * lookup with "not a class" fails the block check without a branch. */
-extern const hak_class_info_t hak_class_info1[HAK_NUM_CLASSES + 1] HAK_INTERNAL;
-#define hak_class_info (hak_class_info1 + 1)
+/* The class key of each size up to HAK_TINY_MAX, indexed by the size itself
+ * (one load, no arithmetic on the hot path: the caches index their bins by
+ * class key too). */
+extern const uint8_t hak_tiny_class_key[HAK_TINY_MAX + 1] HAK_INTERNAL;
+/* Indexed by class key; entry 0 describes no class (per_slab 0), so a
+ * lookup with key 0 fails the block check without a branch. */
+extern const hak_class_info_t hak_class_info_by_key[HAK_NUM_CLASSES + 1] HAK_INTERNAL;
+#define hak_class_info (hak_class_info_by_key + 1)
 
 HAK_INLINE unsigned hak_class_of_tiny(size_t n)  /* n <= HAK_TINY_MAX */
 {
-  return hak_tiny_class1[n] - 1u;
+  return hak_tiny_class_key[n] - 1u;
 }
 
 HAK_INLINE unsigned hak_class_of_small(size_t n) /* HAK_TINY_MAX < n <= HAK_MEDIUM_MAX */
@@ -76,9 +85,9 @@ HAK_INLINE bool hak_class_two_words(unsigned c) { return c != 0; }
 
 /* True when off (an offset inside a 64 KiB slab) is the start of one of
  * the slab's blocks: a multiply and a rotate, no division. */
-HAK_INLINE bool hak_class1_is_block_offset(uintptr_t c1, uint32_t off)
+HAK_INLINE bool hak_class_key_is_block_offset(uintptr_t ckey, uint32_t off)
 {
-  const hak_class_check_t *ci = &hak_class_check1[c1];
+  const hak_class_check_t *ci = &hak_class_check_by_key[ckey];
   uint32_t q = off * ci->inv;
   q = (q >> ci->shift) | (q << (-ci->shift & 31)); /* rotate right */
   return q < ci->per_slab;

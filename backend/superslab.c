@@ -491,7 +491,7 @@ static void ss_init(hak_superslab_t *ss, unsigned cls)
   ss->empty_counted = 0;
   ss->block_size = ci->size;
   ss->used = 0;
-  ss->capacity = hak_ss_capacity(cls);
+  ss->capacity = backend_ss_capacity(cls);
   ss->room_mask = 0;
   ss->pool_next = ss->pool_prev = NULL;
   ss->own_next = ss->own_prev = NULL;
@@ -505,7 +505,7 @@ static void ss_init(hak_superslab_t *ss, unsigned cls)
   atomic_store_explicit(&ss->notify, NOTIFY_ARMED, memory_order_relaxed);
   for (unsigned s = 0; s < HAK_SLABS_PER_SS; s++) {
     hak_slab_t *sl = &ss->slabs[s];
-    unsigned end = hak_slab_blocks(s, cls);
+    unsigned end = backend_slab_blocks(s, cls);
     sl->free = NULL;
     sl->used = 0;
     sl->carved = 0;
@@ -542,7 +542,7 @@ static inline void slab_reset_if_idle(hak_slab_t *sl)
  * it was freed twice. */
 static inline void block_out_check(hak_superslab_t *ss, void *b)
 {
-  const hak_slab_t *sl = &ss->slabs[hak_slab_index(ss, b)];
+  const hak_slab_t *sl = &ss->slabs[backend_slab_index(ss, b)];
   if (hak_unlikely(sl->used == 0 || sl->free == b))
     hak_os_fatal("free", "double free detected", b);
 }
@@ -592,7 +592,7 @@ unsigned backend_ss_take(hak_superslab_t *ss, unsigned max, void **head_out, voi
 {
   void *head = NULL, *tail = NULL;
   unsigned n = 0;
-  if (ss_has_remote(ss)) {
+  if (backend_ss_has_remote(ss)) {
     n = take_remote(ss, max, &head, &tail);
     if (n == max) {
       *head_out = head;
@@ -633,7 +633,7 @@ unsigned backend_ss_take(hak_superslab_t *ss, unsigned max, void **head_out, voi
       if (page_end)
         k = cp.left;
       sl->carved = (uint16_t)(sl->carved + k);
-      sl->dirty = 1;
+      sl->dirty = HAK_SLAB_DIRTY;
       for (unsigned i = 0;;) {
         char *b = base + (size_t)cp.idx * bs;
         if (tail)
@@ -649,7 +649,7 @@ unsigned backend_ss_take(hak_superslab_t *ss, unsigned max, void **head_out, voi
     }
     sl->used = (uint16_t)(sl->used + got);
     if (got)
-      sl->dirty = 1; /* in use again: not idle */
+      sl->dirty = HAK_SLAB_DIRTY; /* in use again: not idle */
     n += got;
     if (!sl->free && sl->carved == sl->capacity)
       ss->room_mask &= ~(1u << s);
@@ -665,7 +665,7 @@ unsigned backend_ss_take(hak_superslab_t *ss, unsigned max, void **head_out, voi
 
 static inline unsigned put_back(hak_superslab_t *ss, void *p)
 {
-  unsigned s = hak_slab_index(ss, p);
+  unsigned s = backend_slab_index(ss, p);
   hak_slab_t *sl = &ss->slabs[s];
   unsigned ev = ss->room_mask ? 0 : HAK_SS_BECAME_ROOMY;
   if (HAK_HARDENED && sl->free) /* the check on free: the head's link is intact */
@@ -705,7 +705,7 @@ static inline bool in_slab(const hak_superslab_t *ss, unsigned s, const void *b)
 static void slab_validate(hak_superslab_t *ss, unsigned s)
 {
   hak_slab_t *sl = &ss->slabs[s];
-  HAK_ASSERT(sl->capacity == hak_slab_blocks(s, ss->cls));
+  HAK_ASSERT(sl->capacity == backend_slab_blocks(s, ss->cls));
   HAK_ASSERT(sl->carved <= sl->capacity);
   HAK_ASSERT(sl->used <= sl->carved);
   const uintptr_t base = (uintptr_t)slab_base(ss, s);
@@ -730,7 +730,7 @@ static void ss_validate(hak_superslab_t *ss)
   HAK_ASSERT(ss->slab_shift == hak_class_info[ss->cls].slab_shift);
   uint32_t used = 0;
   for (unsigned s = 0; s < HAK_SLABS_PER_SS; s++) {
-    if (s < hak_ss_slabs(ss->cls))
+    if (s < backend_ss_slabs(ss->cls))
       slab_validate(ss, s);
     else
       HAK_ASSERT(!(ss->room_mask & (1u << s)));
@@ -752,7 +752,7 @@ static void ss_validate(hak_superslab_t *ss)
 static inline unsigned splice_slab_run(hak_superslab_t *ss, void **bp, unsigned max, bool remote)
 {
   void *b = *bp;
-  const unsigned s = hak_slab_index(ss, b);
+  const unsigned s = backend_slab_index(ss, b);
   hak_slab_t *sl = &ss->slabs[s];
   void *const first = b, *const top = sl->free;
   const unsigned out = sl->used;
@@ -1171,7 +1171,7 @@ static bool collect_ownerless(hak_superslab_t *ss)
   }
   /* Its idle slabs keep their pages until the decay finds them unused for
    * the purge delay: an adopter may carve from them first. */
-  if (ss_has_room(ss))
+  if (backend_ss_has_room(ss))
     registry_index_push(cls, &ss->index_link);
   registry_index_unlock(cls);
   return true;
@@ -1250,7 +1250,7 @@ void backend_ss_release(hak_owner_t *o, hak_superslab_t *ss)
     ss_to_free_tier(ss);
     return;
   }
-  if (ss_has_room(ss)) /* its idle slabs decay as in collect_ownerless */
+  if (backend_ss_has_room(ss)) /* its idle slabs decay as in collect_ownerless */
     registry_index_push(cls, &ss->index_link);
   registry_index_unlock(cls);
 }
@@ -1265,7 +1265,7 @@ size_t backend_trim_others(hak_owner_t *self, hak_owner_trim_fn hook)
     hak_superslab_t *ss = backend_inbox_take(o);
     while (ss) {
       hak_superslab_t *next = ss->pend_next;
-      if (!ss->in_pool && ss_has_room(ss)) {
+      if (!ss->in_pool && backend_ss_has_room(ss)) {
         bytes += ss->used == 0 ? HAK_SS_SIZE : 0;
         backend_ss_release(o, ss);
       }
@@ -1301,7 +1301,7 @@ static bool owner_decay_locked(hak_owner_t *o, uint32_t now, bool helping)
     backend_owner_assert_held(o);
   bool pending = false;
   for (hak_superslab_t *ss = o->owned; ss; ss = ss->own_next) {
-    if (helping && ss_has_remote(ss))
+    if (helping && backend_ss_has_remote(ss))
       backend_ss_drain(ss);
     backend_ss_decay(ss, &pending);
   }

@@ -68,7 +68,7 @@ typedef struct hak_slab {
   uint16_t used;       /* blocks out of this slab */
   uint16_t carved;     /* blocks carved so far */
   uint16_t capacity;   /* blocks the slab holds */
-  uint16_t dirty;      /* enum hak_slab_dirt: pages touched since last decommitted? */
+  uint16_t dirty;      /* enum hak_slab_dirt (above): CLEAN, DIRTY or IDLE_SEEN */
   /* Hardened builds: the free list's links are encoded with this secret,
    * and carving visits block (mul * k + add) % capacity for k = 0, 1, ...
    * Plain builds: carving starts at block add (the first block of the
@@ -127,13 +127,13 @@ _Static_assert(sizeof(hak_superslab_t) <= HAK_PAGE_SIZE, "SuperSlab header must 
 _Static_assert((HAK_SS_DATA_START & (HAK_SS_DATA_START - 1)) == 0, "data start must be 0 or a power of two");
 
 /* p's offset is at or past the data start. */
-HAK_INLINE bool hak_ss_past_data_start(const void *p)
+HAK_INLINE bool backend_ss_past_data_start(const void *p)
 {
   return HAK_SS_DATA_START == 0 || ((uintptr_t)p & (HAK_SS_MASK & ~(HAK_SS_DATA_START - 1))) != 0;
 }
 
 /* Slabs a SuperSlab of class cls is cut into. */
-HAK_INLINE unsigned hak_ss_slabs(unsigned cls)
+HAK_INLINE unsigned backend_ss_slabs(unsigned cls)
 {
   return (unsigned)(HAK_SS_SIZE >> hak_class_info[cls].slab_shift);
 }
@@ -141,25 +141,25 @@ HAK_INLINE unsigned hak_ss_slabs(unsigned cls)
 /* Blocks slab s of class cls carves (indexes 0..n-1; none past the
  * class's slabs). Hardened builds keep slab 0 and the SuperSlab's last page
  * as guards (they use no medium class: see HAK_CLASS_MAX). */
-HAK_INLINE unsigned hak_slab_blocks(unsigned s, unsigned cls)
+HAK_INLINE unsigned backend_slab_blocks(unsigned s, unsigned cls)
 {
-  if (s >= hak_ss_slabs(cls))
+  if (s >= backend_ss_slabs(cls))
     return 0;
 #if HAK_HARDENED
   if (s == 0) /* a guard */
     return 0;
-  if (s == hak_ss_slabs(cls) - 1)
+  if (s == backend_ss_slabs(cls) - 1)
     return (unsigned)((((size_t)1 << hak_class_info[cls].slab_shift) - HAK_PAGE_SIZE) / hak_class_size(cls));
 #endif
   return hak_class_info[cls].per_slab;
 }
 
 /* Blocks a SuperSlab of class cls holds. */
-HAK_INLINE unsigned hak_ss_capacity(unsigned cls)
+HAK_INLINE unsigned backend_ss_capacity(unsigned cls)
 {
   unsigned n = 0;
   for (unsigned s = HAK_SS_FIRST_SLAB; s < HAK_SLABS_PER_SS; s++)
-    n += hak_slab_blocks(s, cls);
+    n += backend_slab_blocks(s, cls);
   return n;
 }
 
@@ -186,12 +186,15 @@ struct hak_owner {
 /* The header of the SuperSlab holding p, from its registry tag. p must be
  * a block of a live SuperSlab (one the caller holds a block of or owns),
  * or the caller must hold the registry read lock. */
-HAK_INLINE hak_superslab_t *hak_ss_of(const void *p) { return (hak_superslab_t *)hak_tag_hdr(registry_tag(p)); }
-HAK_INLINE unsigned hak_slab_index(const hak_superslab_t *ss, const void *p)
+HAK_INLINE hak_superslab_t *backend_ss_of(const void *p)
+{
+  return (hak_superslab_t *)hak_tag_hdr(registry_tag(p));
+}
+HAK_INLINE unsigned backend_slab_index(const hak_superslab_t *ss, const void *p)
 {
   return (unsigned)(((uintptr_t)p - (uintptr_t)ss->base) >> ss->slab_shift);
 }
-HAK_INLINE bool ss_is_owner(const hak_superslab_t *ss, const hak_owner_t *o)
+HAK_INLINE bool backend_ss_is_owner(const hak_superslab_t *ss, const hak_owner_t *o)
 {
   return atomic_load_explicit(&((hak_superslab_t *)ss)->owner, memory_order_relaxed) == o;
 }
@@ -225,8 +228,8 @@ unsigned backend_ss_free_run(hak_superslab_t *ss, void *b, unsigned n, void **re
                              unsigned *count) HAK_INTERNAL;
 /* Owner only: move remote frees onto the slabs; returns how many. */
 unsigned backend_ss_drain(hak_superslab_t *ss) HAK_INTERNAL;
-HAK_INLINE bool ss_has_room(const hak_superslab_t *ss) { return ss->room_mask != 0; }
-HAK_INLINE bool ss_has_remote(hak_superslab_t *ss)
+HAK_INLINE bool backend_ss_has_room(const hak_superslab_t *ss) { return ss->room_mask != 0; }
+HAK_INLINE bool backend_ss_has_remote(hak_superslab_t *ss)
 {
   return atomic_load_explicit(&ss->remote_head, memory_order_relaxed) != NULL;
 }
@@ -254,7 +257,7 @@ void backend_remote_free(hak_superslab_t *ss, void *head, void *tail) HAK_INTERN
  * second word, hak_class_two_words). Returns its length; *tail gets its
  * last block, *rest the block that followed it (the last block's link,
  * whatever it is, when the run took max blocks). */
-HAK_INLINE unsigned remote_run_cut(void *head, uintptr_t base, unsigned max, bool hints, void **tail,
+HAK_INLINE unsigned backend_remote_run_cut(void *head, uintptr_t base, unsigned max, bool hints, void **tail,
                                    void **rest)
 {
   void *b = head;
@@ -337,7 +340,8 @@ HAK_INLINE void backend_owner_helper_unlock(hak_owner_t *o)
 /* Checking builds: o's owner holds its lock (only the owner sets busy),
  * or a helper does. */
 #define backend_owner_assert_held(o) HAK_ASSERT(atomic_load_explicit(&(o)->busy, memory_order_relaxed) == 1)
-#define backend_owner_assert_helped(o) HAK_ASSERT(atomic_load_explicit(&(o)->helper, memory_order_relaxed) == 1)
+#define backend_owner_assert_helped(o) \
+  HAK_ASSERT(atomic_load_explicit(&(o)->helper, memory_order_relaxed) == 1)
 
 /* malloc_trim's help for the other threads: for every other live owner not
  * busy right now, collect the frees other threads made into its
@@ -392,9 +396,9 @@ uint64_t backend_ss_live(void) HAK_INTERNAL;
 
 /* Validate p as a block of ss (inside a carved slab, at a block start).
  * Safe only while ss cannot be unmapped (owned, or under the read lock). */
-HAK_INLINE bool ss_is_block(const hak_superslab_t *ss, const void *p)
+HAK_INLINE bool backend_ss_is_block(const hak_superslab_t *ss, const void *p)
 {
-  if (hak_unlikely(!hak_ss_past_data_start(p) || hak_ss_base_of(p) != (uintptr_t)ss->base))
+  if (hak_unlikely(!backend_ss_past_data_start(p) || hak_ss_base_of(p) != (uintptr_t)ss->base))
     return false;
   uint32_t off = (uint32_t)((uintptr_t)p & (((uintptr_t)1 << ss->slab_shift) - 1));
   return hak_class_is_block_offset(ss->cls, off);

@@ -116,7 +116,7 @@ static ptr_kind_t classify(const void *p, unsigned *cls)
   uint64_t tag = registry_tag(p);
   switch (hak_tag_kind(tag)) {
   case HAK_KIND_SMALL:
-    if (ss_is_block(hak_tag_hdr(tag), p)) {
+    if (backend_ss_is_block(hak_tag_hdr(tag), p)) {
       *cls = hak_tag_class(tag);
       k = PTR_SMALL;
     }
@@ -133,25 +133,27 @@ static ptr_kind_t classify(const void *p, unsigned *cls)
 }
 
 /* The fast test free uses: p is a block start of one of the table's
- * classes (the class map gives class + 1; the offset check proves a block
- * start past the SuperSlab's header). */
-HAK_INLINE bool small_block1(const void *p, uintptr_t *cls1)
+ * classes. *key_out gets p's class key (backend/size_class.h); key 0, not
+ * a small block, fails the offset check, which also proves a block start
+ * past the SuperSlab's header. */
+HAK_INLINE bool is_table_block(const void *p, uintptr_t *key_out)
 {
-  uintptr_t c1 = registry_small_class1(p); /* 0: not a small block; fails below */
-  *cls1 = c1;
-  return hak_ss_past_data_start(p) &&
-         hak_class1_is_block_offset(c1, (uint32_t)((uintptr_t)p & (HAK_SLAB_SIZE - 1)));
+  uintptr_t ckey = registry_class_key(p);
+  *key_out = ckey;
+  return backend_ss_past_data_start(p) &&
+         hak_class_key_is_block_offset(ckey, (uint32_t)((uintptr_t)p & (HAK_SLAB_SIZE - 1)));
 }
 
 /* The same test for any class of 64 KiB slabs: free's slow path takes the
  * blocks above the table's classes, which the fast test leaves out. */
-HAK_INLINE bool small_block_any1(const void *p, uintptr_t *cls1)
+HAK_INLINE bool is_small_block(const void *p, uintptr_t *key_out)
 {
-  uintptr_t c1 = registry_small_class1(p);
-  *cls1 = c1;
-  /* c1 - 1 wraps for 0 (not a small block), so one compare rules it out */
-  return c1 - 1 < HAK_NUM_SMALL_CLASSES && hak_ss_past_data_start(p) &&
-         hak_class_is_block_offset((unsigned)c1 - 1, (uint32_t)((uintptr_t)p & (HAK_SLAB_SIZE - 1)));
+  uintptr_t ckey = registry_class_key(p);
+  *key_out = ckey;
+  /* ckey - 1 (the class) wraps for key 0 (not a small block), so one
+   * compare rules it out */
+  return ckey - 1 < HAK_NUM_SMALL_CLASSES && backend_ss_past_data_start(p) &&
+         hak_class_is_block_offset((unsigned)ckey - 1, (uint32_t)((uintptr_t)p & (HAK_SLAB_SIZE - 1)));
 }
 
 /* ---- Free ---------------------------------------------------------------- */
@@ -160,9 +162,9 @@ static HAK_NOINLINE void free_slow(void *p, const char *fn)
 {
   if (p == NULL)
     return;
-  uintptr_t c1;
-  if (small_block_any1(p, &c1)) {
-    uc_push_checked(c1, p);
+  uintptr_t ckey;
+  if (is_small_block(p, &ckey)) {
+    uc_push_checked(ckey, p);
     return;
   }
   unsigned c;
@@ -181,9 +183,9 @@ static HAK_NOINLINE void free_slow(void *p, const char *fn)
 /* fn names the entry point in the message about a bad pointer. */
 HAK_INLINE void free_named(void *p, const char *fn)
 {
-  uintptr_t c1;
-  if (hak_likely(small_block1(p, &c1))) {
-    uc_push1(c1, p);
+  uintptr_t ckey;
+  if (hak_likely(is_table_block(p, &ckey))) {
+    uc_push_by_key(ckey, p);
     return;
   }
   free_slow(p, fn);
@@ -224,9 +226,9 @@ HAK_HOT_EXPORT void *hak_calloc(size_t nmemb, size_t size)
 static size_t usable_of(void *p, const char *fn)
 {
   unsigned c;
-  uintptr_t c1;
-  if (hak_likely(small_block1(p, &c1)) || small_block_any1(p, &c1))
-    return hak_class_size((unsigned)c1 - 1);
+  uintptr_t ckey;
+  if (hak_likely(is_table_block(p, &ckey)) || is_small_block(p, &ckey))
+    return hak_class_size((unsigned)ckey - 1);
   switch (classify(p, &c)) {
   case PTR_SMALL:
     return hak_class_size(c);
@@ -246,9 +248,9 @@ HAK_HOT_EXPORT void *hak_realloc(void *p, size_t n)
     return NULL;
   }
   unsigned c;
-  uintptr_t c1;
+  uintptr_t ckey;
   size_t old;
-  ptr_kind_t k = small_block1(p, &c1) || small_block_any1(p, &c1) ? (c = (unsigned)c1 - 1, PTR_SMALL)
+  ptr_kind_t k = is_table_block(p, &ckey) || is_small_block(p, &ckey) ? (c = (unsigned)ckey - 1, PTR_SMALL)
                                                                   : classify(p, &c);
   if (k == PTR_BAD)
     hak_os_fatal("realloc", "invalid pointer (not allocated by hakmem)", p);

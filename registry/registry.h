@@ -95,8 +95,9 @@ HAK_INLINE uint64_t registry_tag(const void *p)
 #define HAK_REG_MAP_BITS (47 - HAK_SS_SHIFT)
 extern uint8_t hak_reg_classmap[(size_t)1 << HAK_REG_MAP_BITS] HAK_INTERNAL;
 
-/* class + 1 if p lies in a small-block SuperSlab, else 0. */
-HAK_INLINE uintptr_t registry_small_class1(const void *p)
+/* The class key (class + 1, backend/size_class.h) of the small-block
+ * SuperSlab p lies in, else 0. */
+HAK_INLINE uintptr_t registry_class_key(const void *p)
 {
   uintptr_t i = (uintptr_t)p >> HAK_SS_SHIFT;
   if (hak_unlikely(i >= ((uintptr_t)1 << HAK_REG_MAP_BITS)))

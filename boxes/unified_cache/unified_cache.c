@@ -10,7 +10,7 @@
 #include "backend/os.h"
 #include "hak/stats.h"
 
-__thread uc_bin_t uc_bins1[HAK_NUM_CLASSES + 1];
+__thread uc_bin_t uc_bins_by_key[HAK_NUM_CLASSES + 1];
 static __thread uint8_t uc_state; /* 0 new, 1 live, 2 gone */
 static void (*uc_thread_setup_hook)(void);
 
@@ -509,10 +509,10 @@ static void foreign_flush(unsigned slot)
 }
 #endif
 
-void uc_push_checked(uintptr_t c1, void *p)
+void uc_push_checked(uintptr_t ckey, void *p)
 {
 #if UC_FOREIGN_SPLIT
-  const unsigned c = (unsigned)c1 - 1;
+  const unsigned c = (unsigned)ckey - 1;
   if (uc_state == UC_LIVE && !warm_pool_owns(p)) {
     const unsigned slot = c % UC_FOREIGN_SLOTS;
     void *h = uc_foreign[slot];
@@ -535,7 +535,7 @@ void uc_push_checked(uintptr_t c1, void *p)
     return;
   }
 #endif
-  uc_push1(c1, p);
+  uc_push_by_key(ckey, p);
 }
 
 unsigned uc_foreign_length(unsigned c)

@@ -42,10 +42,10 @@ typedef struct uc_bin {
   uint32_t pushes; /* with statistics: blocks pushed (wrapping) */
 } uc_bin_t;
 
-/* Indexed by class + 1 (entry 0 is never used): the free path gets class + 1
- * from the class map and indexes with it directly. */
-extern __thread uc_bin_t uc_bins1[HAK_NUM_CLASSES + 1] HAK_INTERNAL;
-#define UC_BIN(c) (&uc_bins1[(c) + 1])
+/* Indexed by class key (class + 1; entry 0 is never used): the free path
+ * gets the key from the class map and indexes with it directly. */
+extern __thread uc_bin_t uc_bins_by_key[HAK_NUM_CLASSES + 1] HAK_INTERNAL;
+#define UC_BIN(c) (&uc_bins_by_key[(c) + 1])
 
 #if HAK_HARDENED
 extern __thread uintptr_t uc_key HAK_INTERNAL;
@@ -73,7 +73,7 @@ HAK_INLINE void *uc_pop(unsigned c)
   if (hak_likely(p != NULL)) {
     void *next = uc_link(p, *(void **)p);
 #if HAK_HARDENED
-    if (hak_unlikely(next && (registry_small_class1(next) != c + 1 || ((uintptr_t)next & 15))))
+    if (hak_unlikely(next && (registry_class_key(next) != c + 1 || ((uintptr_t)next & 15))))
       uc_bad_link(p);
     ((uintptr_t *)p)[1] = 0;
 #endif
@@ -96,13 +96,13 @@ __attribute__((noreturn)) void uc_double_free(void *p) HAK_INTERNAL;
 /* Free p of class c without the cache (cache off, or thread gone). */
 void uc_free_direct(unsigned c, void *p) HAK_INTERNAL;
 
-/* Cache p (a block of class c1 - 1: the free path has class + 1 at hand,
- * and the bins are indexed by it). */
-HAK_INLINE void uc_push1(uintptr_t c1, void *p)
+/* Cache p, a block of class key ckey (class ckey - 1): the free path has
+ * the key at hand, and the bins are indexed by it. */
+HAK_INLINE void uc_push_by_key(uintptr_t ckey, void *p)
 {
 #if HAK_UNIFIED_CACHE
-  const unsigned c = (unsigned)c1 - 1;
-  uc_bin_t *b = &uc_bins1[c1];
+  const unsigned c = (unsigned)ckey - 1;
+  uc_bin_t *b = &uc_bins_by_key[ckey];
   void *h = b->head;
   if (hak_unlikely(h == p)) /* freed twice in a row: would make a cycle */
     uc_double_free(p);
@@ -119,18 +119,18 @@ HAK_INLINE void uc_push1(uintptr_t c1, void *p)
   if (hak_unlikely(--b->avail < 0))
     uc_flush(c);
 #else
-  uc_free_direct((unsigned)c1 - 1, p);
+  uc_free_direct((unsigned)ckey - 1, p);
 #endif
 }
 
-/* Free p, a block of class c1 - 1 above the table's classes (free's slow
+/* Free p, a block of class key ckey above the table's classes (free's slow
  * path). With the warm pool on it goes on the bin only if the calling
  * thread owns it; another thread's block goes back to its owner in
  * batches (see unified_cache.c). */
-void uc_push_checked(uintptr_t c1, void *p) HAK_INTERNAL;
+void uc_push_checked(uintptr_t ckey, void *p) HAK_INTERNAL;
 
 /* Cache p (a block of class c). */
-HAK_INLINE void uc_push(unsigned c, void *p) { uc_push1((uintptr_t)c + 1, p); }
+HAK_INLINE void uc_push(unsigned c, void *p) { uc_push_by_key((uintptr_t)c + 1, p); }
 
 /* Is p on the calling thread's bin for c, near the top (the last `depth`
  * blocks)? A cheap double-free probe for slow paths. */

@@ -128,7 +128,7 @@ static void take_inbox(void)
     if (ss->in_pool) {
       if (ss->used == 0)
         pool_note_empty(&wp_tls, ss);
-    } else if (ss_has_room(ss)) {
+    } else if (backend_ss_has_room(ss)) {
       pool_offer(ss);
     }
     ss = next;
@@ -323,16 +323,16 @@ static inline void return_local(hak_superslab_t *ss, void *b)
 
 bool warm_pool_owns(const void *p)
 {
-  return wp_tls.owner != NULL && ss_is_owner(hak_ss_of(p), wp_tls.owner);
+  return wp_tls.owner != NULL && backend_ss_is_owner(backend_ss_of(p), wp_tls.owner);
 }
 
 bool warm_pool_return_one(unsigned cls, void *b)
 {
   hak_owner_t *me = wp_tls.owner;
   if (hak_likely(me != NULL)) {
-    hak_superslab_t *ss = hak_ss_of(b);
+    hak_superslab_t *ss = backend_ss_of(b);
     backend_owner_lock(me);
-    if (hak_likely(ss_is_owner(ss, me))) {
+    if (hak_likely(backend_ss_is_owner(ss, me))) {
       return_local(ss, b);
       backend_owner_unlock(me);
       backend_tick(me);
@@ -348,7 +348,7 @@ bool warm_pool_return_one(unsigned cls, void *b)
 /* The blocks come in runs of one SuperSlab (a bin holds what its thread
  * freed, mostly in the order it allocated): the SuperSlab and whether we
  * own it are looked up once per run. A run of another thread's blocks is
- * already a chain and goes to its owner as it is (see remote_run_cut). */
+ * already a chain and goes to its owner as it is (see backend_remote_run_cut). */
 static void *return_locked(unsigned cls, void *head, unsigned n)
 {
   HAK_ASSERT(!wp_tls.owner || atomic_load_explicit(&wp_tls.owner->busy, memory_order_relaxed) == 1);
@@ -358,8 +358,8 @@ static void *return_locked(unsigned cls, void *head, unsigned n)
   void *b = head;
   while (n) {
     const uintptr_t base = hak_ss_base_of(b);
-    hak_superslab_t *ss = hak_ss_of(b);
-    if (me && ss_is_owner(ss, me)) {
+    hak_superslab_t *ss = backend_ss_of(b);
+    if (me && backend_ss_is_owner(ss, me)) {
       unsigned k;
       const unsigned ev = backend_ss_free_run(ss, b, n, &b, &k);
       n -= k;
@@ -367,7 +367,7 @@ static void *return_locked(unsigned cls, void *head, unsigned n)
         note_events(ss, ev);
     } else {
       void *run = b, *tail;
-      unsigned k = remote_run_cut(run, base, n, hak_class_two_words(cls), &tail, &b);
+      unsigned k = backend_remote_run_cut(run, base, n, hak_class_two_words(cls), &tail, &b);
       backend_remote_free(ss, run, tail);
       remote += k;
       n -= k;

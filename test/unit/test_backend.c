@@ -66,7 +66,7 @@ START_TEST(block_offset_check_is_exact)
         ck_abort_msg("class %u offset %u", c, off);
       /* free's fast check: the table's classes as above, others never */
       bool fast = off < HAK_SLAB_SIZE && c < HAK_NUM_TINY_CLASSES && want;
-      if (off < HAK_SLAB_SIZE && hak_class1_is_block_offset(c + 1, off) != fast)
+      if (off < HAK_SLAB_SIZE && hak_class_key_is_block_offset(c + 1, off) != fast)
         ck_abort_msg("fast check, class %u offset %u", c, off);
     }
   }
@@ -125,12 +125,12 @@ START_TEST(carve_whole_superslab_exact_counts)
   unsigned n = take_all(ss, blocks, 20000);
   ck_assert_uint_eq(n, ss->capacity);
   ck_assert_uint_eq(ss->used, n);
-  ck_assert(!ss_has_room(ss));
+  ck_assert(!backend_ss_has_room(ss));
   qsort(blocks, n, sizeof(void *), cmp_ptr);
   for (unsigned i = 0; i < n; i++) {
     ck_assert_uint_eq((uintptr_t)blocks[i] % 16, 0);
-    ck_assert(ss_is_block(ss, blocks[i]));
-    ck_assert(!ss_is_block(ss, (char *)blocks[i] + 8));
+    ck_assert(backend_ss_is_block(ss, blocks[i]));
+    ck_assert(!backend_ss_is_block(ss, (char *)blocks[i] + 8));
     if (i)
       ck_assert_uint_ge((uintptr_t)blocks[i] - (uintptr_t)blocks[i - 1], hak_class_size(c));
     memset(blocks[i], 0xab, hak_class_size(c));
@@ -140,12 +140,12 @@ START_TEST(carve_whole_superslab_exact_counts)
    * builds carve the whole SuperSlab, hardened builds keep slab 0 a guard. */
   ck_assert_uint_eq(ss->magic, HAK_SS_MAGIC);
   ck_assert_uint_eq(ss->cls, c);
-  ck_assert_ptr_eq(hak_ss_of(blocks[n / 2]), ss);
+  ck_assert_ptr_eq(backend_ss_of(blocks[n / 2]), ss);
   ck_assert_uint_ne(hak_ss_base_of(ss), (uintptr_t)ss->base);
-  ck_assert(!ss_is_block(ss, ss));
+  ck_assert(!backend_ss_is_block(ss, ss));
   ck_assert_uint_ge((uintptr_t)blocks[0] - (uintptr_t)ss->base, HAK_SS_DATA_START);
   if (HAK_HARDENED) {
-    ck_assert_uint_eq(hak_slab_index(ss, blocks[0]), 1);
+    ck_assert_uint_eq(backend_slab_index(ss, blocks[0]), 1);
   } else {
     ck_assert_ptr_eq(blocks[0], ss->base);
     ck_assert_uint_eq(n, HAK_SLABS_PER_SS * hak_class_info[c].per_slab);
@@ -214,7 +214,7 @@ START_TEST(carving_visits_every_block_once)
     }
     qsort(blocks, n, sizeof(void *), cmp_ptr);
     for (unsigned i = 0; i < n; i++) {
-      ck_assert(ss_is_block(a, blocks[i]));
+      ck_assert(backend_ss_is_block(a, blocks[i]));
       if (i)
         ck_assert_uint_ge((uintptr_t)blocks[i] - (uintptr_t)blocks[i - 1], hak_class_size(c));
     }
@@ -249,7 +249,7 @@ START_TEST(carving_stops_at_page_end)
       ck_assert_uint_le(n, HAK_PAGE_SIZE / bs + 1);
     uintptr_t page = (uintptr_t)h / HAK_PAGE_SIZE;
     for (unsigned i = 0; i < n; i++) {
-      ck_assert(ss_is_block(ss, h));
+      ck_assert(backend_ss_is_block(ss, h));
       if (!HAK_HARDENED)
         ck_assert_uint_eq((uintptr_t)h / HAK_PAGE_SIZE, page);
       blocks[total++] = h;
@@ -400,9 +400,9 @@ START_TEST(medium_class_geometry_and_reuse)
   qsort(blocks, k, sizeof(void *), cmp_ptr);
   const size_t bs = hak_class_size(medium);
   for (unsigned i = 0; i < k; i++) {
-    ck_assert(ss_is_block(m, blocks[i]));
-    ck_assert(!ss_is_block(m, (char *)blocks[i] + HAK_PAGE_SIZE));
-    ck_assert_uint_eq(hak_slab_index(m, blocks[i]), i / per_slab);
+    ck_assert(backend_ss_is_block(m, blocks[i]));
+    ck_assert(!backend_ss_is_block(m, (char *)blocks[i] + HAK_PAGE_SIZE));
+    ck_assert_uint_eq(backend_slab_index(m, blocks[i]), i / per_slab);
     const size_t off = (size_t)((char *)blocks[i] - base) & (((size_t)1 << 19) - 1);
     ck_assert_uint_le(off + bs, (size_t)1 << 19); /* inside its slab */
     if (i)
@@ -490,10 +490,10 @@ START_TEST(remote_chain_links_and_hints)
   *(void **)blk[0] = stranger;
   const uintptr_t base = hak_ss_base_of(blk[N - 1]);
   void *tail, *rest;
-  ck_assert_uint_eq(remote_run_cut(blk[N - 1], base, 5, true, &tail, &rest), 5);
+  ck_assert_uint_eq(backend_remote_run_cut(blk[N - 1], base, 5, true, &tail, &rest), 5);
   ck_assert_ptr_eq(tail, blk[N - 5]);
   ck_assert_ptr_eq(rest, blk[N - 6]);
-  ck_assert_uint_eq(remote_run_cut(blk[N - 1], base, N + 1, true, &tail, &rest), N);
+  ck_assert_uint_eq(backend_remote_run_cut(blk[N - 1], base, N + 1, true, &tail, &rest), N);
   ck_assert_ptr_eq(tail, blk[0]);
   ck_assert_ptr_eq(rest, stranger);
   for (unsigned i = 0; i < N; i++) {
@@ -512,7 +512,7 @@ START_TEST(remote_chain_links_and_hints)
   ck_assert_uint_eq(ss->used, N);
   /* 5 go straight out, in chain order; the other 8 go back on the slabs */
   ck_assert_uint_eq(backend_ss_take(ss, 5, &h, &t), 5);
-  ck_assert(!ss_has_remote(ss));
+  ck_assert(!backend_ss_has_remote(ss));
   ck_assert_uint_eq(ss->used, 5);
   for (unsigned i = 0; i < 5; i++, h = *(void **)h)
     ck_assert_ptr_eq(h, blk[N - 1 - i]);
@@ -573,7 +573,7 @@ START_TEST(free_run_puts_back_a_chain_in_order)
   hak_superslab_t *a = backend_ss_new(o, c), *b = backend_ss_new(o, c);
   static void *blocks[20000];
   unsigned n = take_all(a, blocks, 20000);
-  ck_assert(!ss_has_room(a));
+  ck_assert(!backend_ss_has_room(a));
   void *other = NULL, *t;
   ck_assert_uint_eq(backend_ss_take(b, 1, &other, &t), 1);
   /* chain: every block of a, then one of b */
@@ -600,9 +600,9 @@ START_TEST(free_run_puts_back_a_chain_in_order)
   static void *again[20000];
   unsigned m = take_all(a, again, 20000);
   ck_assert_uint_eq(m, n);
-  unsigned s0 = hak_slab_index(a, again[0]);
+  unsigned s0 = backend_slab_index(a, again[0]);
   unsigned per = 0;
-  while (per < m && hak_slab_index(a, again[per]) == s0)
+  while (per < m && backend_slab_index(a, again[per]) == s0)
     per++;
   for (unsigned i = 0; i + 1 < per / 2; i++)
     *(void **)again[i] = again[i + 1];
@@ -653,7 +653,7 @@ START_TEST(validator_catches_a_count_that_disagrees)
   ck_assert_uint_eq(backend_ss_take(ss, 4, &h, &t), 4);
   void *second = *(void **)h;
   backend_ss_free_local(ss, h); /* valid: the validator lets it by */
-  ss->slabs[hak_slab_index(ss, second)].used++;
+  ss->slabs[backend_slab_index(ss, second)].used++;
   ss->used++;
   backend_ss_free_local(ss, second); /* aborts */
 }
@@ -665,7 +665,7 @@ static void *remote_freer(void *arg)
 {
   void **blocks = arg;
   for (unsigned i = 0; blocks[i]; i++)
-    backend_remote_free(hak_ss_of(blocks[i]), blocks[i], blocks[i]);
+    backend_remote_free(backend_ss_of(blocks[i]), blocks[i], blocks[i]);
   return NULL;
 }
 

@@ -50,7 +50,7 @@ static void *hits_misses_body(void *arg)
   (void)arg;
   ck_assert(warm_pool_thread_init());
   unsigned c = hak_class_of(2900);
-  unsigned per_ss = hak_ss_capacity(c);
+  unsigned per_ss = backend_ss_capacity(c);
   /* Use up more than two SuperSlabs' worth, one block per refill. */
   unsigned n = per_ss * 2 + 5;
   void **blocks = calloc(n, sizeof(void *)); /* before the baseline: it may refill too */
@@ -104,7 +104,7 @@ START_TEST(pool_capacity_is_respected)
 {
   ck_assert(warm_pool_thread_init());
   unsigned c = hak_class_of(4096);
-  unsigned per_ss = hak_ss_capacity(c);
+  unsigned per_ss = backend_ss_capacity(c);
   unsigned n = per_ss * (HAK_WARM_POOL_MAX + 4);
   void **blocks = calloc(n, sizeof(void *));
   ck_assert_uint_eq(take(c, blocks, n, 8), n);
@@ -164,7 +164,7 @@ static void *budget_body(void *arg)
   (void)arg;
   ck_assert(warm_pool_thread_init());
   unsigned c = hak_class_of(HAK_SMALL_MAX); /* 2 blocks per slab: SuperSlabs go fast */
-  unsigned per_ss = hak_ss_capacity(c);
+  unsigned per_ss = backend_ss_capacity(c);
   enum { MAXB = 4000 };
   void **blocks = calloc(MAXB, sizeof(void *));
   unsigned n = 0;
