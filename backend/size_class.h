@@ -39,11 +39,15 @@ typedef struct hak_class_info {
   uint8_t  slab_shift;  /* log2 of the size of the slabs that carve it */
 } hak_class_info_t;
 
-/* What the free path's block check reads, 8 bytes per class so that one
- * scaled index reaches it (indexed by class key, entry 0 never matches).
- * It matches the table's classes only (up to HAK_TINY_MAX): a larger
- * block takes free's slow path, which checks it with
- * hak_class_is_block_offset or backend_ss_is_block and asks who owns it. */
+/* What the free path's block check reads: hak_class_info's inv and shift
+ * again, with per_slab for the table's classes only (up to HAK_TINY_MAX;
+ * 0 for the others, so a larger block fails it and takes free's slow path,
+ * which checks it with hak_class_is_block_offset or backend_ss_is_block
+ * and asks who owns it). It is a table of its own because its entries are
+ * 8 bytes, the largest scale an x86-64 address takes: indexed by a class
+ * key, one load reaches an entry with no shift (hak_class_info's 16 bytes
+ * cost every free one more instruction). Both tables come from the same
+ * macros in size_class.c. Entry 0 never matches. */
 typedef struct hak_class_check {
   uint32_t inv;
   uint16_t per_slab;

@@ -75,6 +75,7 @@
 #include "backend/os.h"
 #include "hak/config.h"
 #include "hak/debug.h"
+#include "hak/link.h"
 
 #include <limits.h>
 #include <sched.h>
@@ -316,11 +317,13 @@ static void owner_unlink(hak_owner_t *o, hak_superslab_t *ss)
 
 static inline void *slab_base(hak_superslab_t *ss, unsigned s);
 
-#if HAK_HARDENED
+/* A slab's free-list link, encoded with the slab's secret (hak/link.h). */
 static inline void *link_code(const hak_slab_t *sl, const void *at, void *v)
 {
-  return (void *)((uintptr_t)v ^ sl->secret ^ ((uintptr_t)at >> 4));
+  return hak_link_code(sl->secret, at, v);
 }
+
+#if HAK_HARDENED
 
 /* next must be NULL or a block start of the same slab. */
 static inline void link_check(hak_superslab_t *ss, unsigned s, const void *at, const void *next)
@@ -374,12 +377,6 @@ static inline void carve_next(const hak_slab_t *sl, size_t bs, carve_pos_t *cp)
   carve_seek(sl, bs, cp->k + 1, cp);
 }
 #else
-static inline void *link_code(const hak_slab_t *sl, const void *at, void *v)
-{
-  (void)sl;
-  (void)at;
-  return v;
-}
 static inline void link_check(hak_superslab_t *ss, unsigned s, const void *at, const void *next)
 {
   (void)ss, (void)s, (void)at, (void)next;

@@ -244,7 +244,7 @@ unsigned uc_bin_limit(unsigned c)
 }
 
 #if HAK_HARDENED
-__thread uintptr_t uc_key;
+__thread uintptr_t uc_link_secret;
 uintptr_t uc_canary_secret;
 
 void uc_bad_link(const void *p)
@@ -252,16 +252,16 @@ void uc_bad_link(const void *p)
   hak_os_fatal("malloc", "corrupted free list (a freed block was overwritten)", p);
 }
 
-/* Give the thread its link key; a bin may already hold a block pushed
- * before set-up, encoded with the old key: re-encode it. */
-static void uc_keys_init(void)
+/* Give the thread its link secret; a bin may already hold a block pushed
+ * before set-up, encoded with the old secret: re-encode it. */
+static void uc_secrets_init(void)
 {
   if (__atomic_load_n(&uc_canary_secret, __ATOMIC_RELAXED) == 0) {
     uintptr_t zero = 0;
     __atomic_compare_exchange_n(&uc_canary_secret, &zero, (uintptr_t)hak_random64() | 1, false,
                                 __ATOMIC_RELAXED, __ATOMIC_RELAXED);
   }
-  uintptr_t key = (uintptr_t)hak_random64();
+  uintptr_t secret = (uintptr_t)hak_random64();
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
     void *x = UC_BIN(c)->head;
     while (x) { /* decode to plain links */
@@ -270,7 +270,7 @@ static void uc_keys_init(void)
       x = next;
     }
   }
-  uc_key = key;
+  uc_link_secret = secret;
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
     for (void *x = UC_BIN(c)->head; x;) {
       void *next = *(void **)x;
@@ -279,14 +279,14 @@ static void uc_keys_init(void)
     }
 }
 #else
-static void uc_keys_init(void) {}
+static void uc_secrets_init(void) {}
 #endif
 
 void uc_thread_init(void)
 {
   if (uc_state == UC_LIVE)
     return;
-  uc_keys_init();
+  uc_secrets_init();
   warm_pool_thread_init();
   int32_t fill[HAK_NUM_CLASSES];
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)

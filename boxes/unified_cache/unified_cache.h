@@ -34,6 +34,7 @@
 
 #include "hak/common.h"
 #include "hak/config.h"
+#include "hak/link.h"
 #include "registry/registry.h"
 
 typedef struct uc_bin {
@@ -48,20 +49,13 @@ extern __thread uc_bin_t uc_bins_by_key[HAK_NUM_CLASSES + 1] HAK_INTERNAL;
 #define UC_BIN(c) (&uc_bins_by_key[(c) + 1])
 
 #if HAK_HARDENED
-extern __thread uintptr_t uc_key HAK_INTERNAL;
+extern __thread uintptr_t uc_link_secret HAK_INTERNAL;
 extern uintptr_t uc_canary_secret HAK_INTERNAL;
 __attribute__((noreturn)) void uc_bad_link(const void *p) HAK_INTERNAL;
-HAK_INLINE void *uc_link(const void *at, void *v)
-{
-  return (void *)((uintptr_t)v ^ uc_key ^ ((uintptr_t)at >> 4));
-}
+HAK_INLINE void *uc_link(const void *at, void *v) { return hak_link_code(uc_link_secret, at, v); }
 HAK_INLINE uintptr_t uc_canary(const void *p) { return uc_canary_secret ^ (uintptr_t)p; }
 #else
-HAK_INLINE void *uc_link(const void *at, void *v)
-{
-  (void)at;
-  return v;
-}
+HAK_INLINE void *uc_link(const void *at, void *v) { return hak_link_code(0, at, v); }
 #endif
 
 /* A free block of class c, or NULL (then call uc_refill). */
