@@ -484,18 +484,15 @@ static void ss_init(hak_superslab_t *ss, unsigned cls)
   ss->magic = HAK_SS_MAGIC;
   ss->cls = (uint8_t)cls;
   ss->tier = HAK_TIER_HOT;
-  ss->in_pool = 0;
-  ss->empty_counted = 0;
+  memset(ss->above, 0, sizeof ss->above);
   ss->block_size = ci->size;
   ss->used = 0;
   ss->capacity = backend_ss_capacity(cls);
   ss->room_mask = 0;
-  ss->pool_next = ss->pool_prev = NULL;
   ss->own_next = ss->own_prev = NULL;
   ss->free_next = ss->inbox_next = NULL;
   ss->pend_next = ss->pend_prev = NULL;
   ss->pending = 0;
-  ss->prefilled = 0;
   ss->index_link.next = ss->index_link.prev = NULL;
   ss->index_link.linked = false;
   atomic_store_explicit(&ss->remote_head, NULL, memory_order_relaxed);
@@ -1071,9 +1068,7 @@ hak_superslab_t *backend_ss_adopt(hak_owner_t *o, unsigned cls)
     backend_ss_drain(ss);
     SS_VALIDATE(ss);
     ss->tier = HAK_TIER_HOT;
-    ss->in_pool = 0;
-    ss->empty_counted = 0;
-    ss->prefilled = 0;
+    memset(ss->above, 0, sizeof ss->above);
     atomic_store_explicit(&ss->owner, o, memory_order_seq_cst);
     atomic_store_explicit(&ss->notify, NOTIFY_ARMED, memory_order_seq_cst);
     owner_link(o, ss);
@@ -1237,7 +1232,7 @@ void backend_ss_release(hak_owner_t *o, hak_superslab_t *ss)
   unsigned cls = ss->cls;
   registry_index_lock(cls);
   ss->tier = HAK_TIER_DRAINING;
-  ss->in_pool = 0;
+  memset(ss->above, 0, sizeof ss->above);
   atomic_store_explicit(&ss->owner, NULL, memory_order_seq_cst);
   backend_ss_drain(ss);
   SS_VALIDATE(ss);
@@ -1252,7 +1247,7 @@ void backend_ss_release(hak_owner_t *o, hak_superslab_t *ss)
   registry_index_unlock(cls);
 }
 
-size_t backend_trim_others(hak_owner_t *self, hak_owner_trim_fn hook)
+size_t backend_trim_others(hak_owner_t *self, const hak_owner_trim_ops_t *ops)
 {
   size_t bytes = 0;
   hak_mutex_lock(&owners_lock);
@@ -1262,14 +1257,14 @@ size_t backend_trim_others(hak_owner_t *self, hak_owner_trim_fn hook)
     hak_superslab_t *ss = backend_inbox_take(o);
     while (ss) {
       hak_superslab_t *next = ss->pend_next;
-      if (!ss->in_pool && backend_ss_has_room(ss)) {
+      if (!ops->holds(ss) && backend_ss_has_room(ss)) {
         bytes += ss->used == 0 ? HAK_SS_SIZE : 0;
         backend_ss_release(o, ss);
       }
       ss = next;
     }
-    if (hook && o->user)
-      bytes += hook(o, o->user);
+    if (o->user)
+      bytes += ops->trim(o, o->user);
     for (hak_superslab_t *t = o->owned; t; t = t->own_next)
       bytes += backend_ss_decommit_idle(t);
     backend_owner_helper_unlock(o);

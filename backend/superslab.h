@@ -81,26 +81,30 @@ typedef struct hak_slab {
 
 typedef struct hak_owner hak_owner_t;
 
+/* Bytes of each SuperSlab header that belong to the box above (ss->above). */
+#define HAK_SS_ABOVE_BYTES 24
+
 typedef struct hak_superslab {
   char    *base;               /* the SuperSlab: HAK_SS_SIZE bytes, aligned to it */
   uint32_t magic;
   uint8_t  cls;
   uint8_t  slab_shift;         /* log2 of its slabs' size (its class's geometry) */
   uint8_t  tier;
-  uint8_t  in_pool;            /* for the box above: the owner's warm pool holds it */
-  uint8_t  empty_counted;      /* for the box above */
   uint32_t block_size;
   uint32_t used;               /* blocks out, all slabs */
   uint32_t capacity;
   uint32_t room_mask;          /* bit s: slab s has a free block or uncarved room */
   _Atomic(hak_owner_t *) owner;
-  struct hak_superslab *pool_next, *pool_prev;   /* owner-private, for the box above */
+  /* The box above's state for this SuperSlab (the warm pool's list links
+   * and flags, boxes/warm_pool/warm_pool.c), owner-private: the backend
+   * zeroes it whenever the SuperSlab changes hands (new, adopted,
+   * released) and never reads it. */
+  unsigned char above[HAK_SS_ABOVE_BYTES] __attribute__((aligned(8)));
   struct hak_superslab *own_next, *own_prev;     /* the owner's list of its SuperSlabs */
   struct hak_superslab *free_next;               /* free tier / retire list */
   struct hak_superslab *inbox_next;              /* the owner's inbox (pushed by others) */
   struct hak_superslab *pend_next, *pend_prev;   /* owner-private: taken off the inbox */
   uint8_t pending;
-  uint8_t prefilled;           /* for the box above: prefilled, not carved from yet */
   hak_reg_link_t index_link;                     /* registry per-class index */
   /* written by other threads: its own cache line */
   _Atomic(void *) remote_head __attribute__((aligned(64)));
@@ -343,14 +347,21 @@ HAK_INLINE void backend_owner_helper_unlock(hak_owner_t *o)
 #define backend_owner_assert_helped(o) \
   HAK_ASSERT(atomic_load_explicit(&(o)->helper, memory_order_relaxed) == 1)
 
+/* What malloc_trim's help for other threads asks of the box above:
+ * holds(ss): the box keeps ss (on a warm pool), so it stays with its
+ * owner; trim(o, user): trim the box's own state for owner o (o->user). */
+typedef struct hak_owner_trim_ops {
+  bool   (*holds)(const hak_superslab_t *ss);
+  size_t (*trim)(hak_owner_t *o, void *user);
+} hak_owner_trim_ops_t;
+
 /* malloc_trim's help for the other threads: for every other live owner not
  * busy right now, collect the frees other threads made into its
- * SuperSlabs, give back those that are not on its warm pool (ownerless with
- * room, or freed when empty), let hook(owner, owner->user) trim the pool
- * (the owner's lock held), and decommit the idle slabs of the rest.
- * Returns the bytes given back. */
-typedef size_t (*hak_owner_trim_fn)(hak_owner_t *o, void *user);
-size_t backend_trim_others(hak_owner_t *self, hak_owner_trim_fn hook) HAK_INTERNAL;
+ * SuperSlabs, give back those the box above does not hold (ownerless with
+ * room, or freed when empty), let the box trim its state (the owner's lock
+ * held), and decommit the idle slabs of the rest. Returns the bytes given
+ * back. */
+size_t backend_trim_others(hak_owner_t *self, const hak_owner_trim_ops_t *ops) HAK_INTERNAL;
 
 /* Give every cached empty SuperSlab back to the OS (malloc_trim). Returns
  * the number of bytes unmapped or decommitted. */

@@ -3,8 +3,12 @@
  *
  * Invariants (per thread, per class k):
  *   - every SuperSlab on k's pool is owned by this thread, has in_pool set,
- *     and is linked through pool_next/pool_prev; k.count is their number;
+ *     and is linked through next/prev; k.count is their number;
  *   - k.empties counts pool SuperSlabs with no block out (empty_counted);
+ *
+ * That per-SuperSlab state (wp_ss_t) lives in the bytes the backend keeps
+ * for the box above in each header (ss->above): the backend zeroes them
+ * when a SuperSlab changes hands, which is "not on a pool".
  *   - an owned SuperSlab not on the pool "floats": it had no room when it
  *     left, and goes back on the pool when a free gives it room.
  */
@@ -14,6 +18,19 @@
 #include "hak/stats.h"
 
 #include <stdatomic.h>
+
+/* The warm pool's state of one SuperSlab, in its header's ss->above (bytes
+ * to the backend: may_alias, so that reading them as this type is
+ * defined). */
+typedef struct __attribute__((may_alias)) wp_ss {
+  hak_superslab_t *next, *prev; /* the class's pool, top first */
+  uint8_t in_pool;
+  uint8_t empty_counted;        /* counted in k.empties */
+  uint8_t prefilled;            /* prefilled, not carved from yet */
+} wp_ss_t;
+_Static_assert(sizeof(wp_ss_t) <= HAK_SS_ABOVE_BYTES, "the pool's state fits the header's room for it");
+
+static inline wp_ss_t *wp(const hak_superslab_t *ss) { return (wp_ss_t *)(uintptr_t)ss->above; }
 
 typedef struct wp_class {
   hak_superslab_t *top;
@@ -51,32 +68,34 @@ static void budget_on_unused(wp_state_t *st, hak_superslab_t *ss);
 
 static void pool_unlink(wp_class_t *k, hak_superslab_t *ss)
 {
-  if (ss->pool_prev)
-    ss->pool_prev->pool_next = ss->pool_next;
+  wp_ss_t *w = wp(ss);
+  if (w->prev)
+    wp(w->prev)->next = w->next;
   else
-    k->top = ss->pool_next;
-  if (ss->pool_next)
-    ss->pool_next->pool_prev = ss->pool_prev;
-  ss->pool_next = ss->pool_prev = NULL;
-  ss->in_pool = 0;
+    k->top = w->next;
+  if (w->next)
+    wp(w->next)->prev = w->prev;
+  w->next = w->prev = NULL;
+  w->in_pool = 0;
   k->count--;
-  if (ss->empty_counted) {
-    ss->empty_counted = 0;
+  if (w->empty_counted) {
+    w->empty_counted = 0;
     k->empties--;
   }
 }
 
 static void pool_link_top(wp_class_t *k, hak_superslab_t *ss)
 {
-  ss->pool_prev = NULL;
-  ss->pool_next = k->top;
+  wp_ss_t *w = wp(ss);
+  w->prev = NULL;
+  w->next = k->top;
   if (k->top)
-    k->top->pool_prev = ss;
+    wp(k->top)->prev = ss;
   k->top = ss;
-  ss->in_pool = 1;
+  w->in_pool = 1;
   k->count++;
   if (ss->used == 0) {
-    ss->empty_counted = 1;
+    w->empty_counted = 1;
     k->empties++;
   }
 }
@@ -87,7 +106,7 @@ static void pool_link_top(wp_class_t *k, hak_superslab_t *ss)
 static bool pool_offer(hak_superslab_t *ss)
 {
   wp_class_t *k = &wp_tls.cls[ss->cls];
-  if (ss->in_pool)
+  if (wp(ss)->in_pool)
     return true;
   if (!HAK_WARM_POOL || k->count >= HAK_WARM_POOL_MAX || (ss->used == 0 && k->empties > 0)) {
     budget_on_unused(&wp_tls, ss);
@@ -103,7 +122,7 @@ static bool pool_offer(hak_superslab_t *ss)
 static bool pool_note_empty(wp_state_t *st, hak_superslab_t *ss)
 {
   wp_class_t *k = &st->cls[ss->cls];
-  if (ss->empty_counted)
+  if (wp(ss)->empty_counted)
     return true;
   if (k->empties > 0) {
     pool_unlink(k, ss);
@@ -113,7 +132,7 @@ static bool pool_note_empty(wp_state_t *st, hak_superslab_t *ss)
   } else {
     /* Kept for the next refill; its pages go back if it stays unused for
      * the purge delay (the backend's decay). */
-    ss->empty_counted = 1;
+    wp(ss)->empty_counted = 1;
     k->empties++;
     return true;
   }
@@ -125,7 +144,7 @@ static void take_inbox(void)
   while (ss) {
     hak_superslab_t *next = ss->pend_next;
     HAK_STAT_ADD(ss->cls, inbox_taken, 1);
-    if (ss->in_pool) {
+    if (wp(ss)->in_pool) {
       if (ss->used == 0)
         pool_note_empty(&wp_tls, ss);
     } else if (backend_ss_has_room(ss)) {
@@ -184,9 +203,9 @@ __attribute__((unused)) static unsigned budget_on_miss(wp_class_t *k, unsigned c
 /* A prefilled SuperSlab leaves the pool unused: prefill was too eager. */
 static void budget_on_unused(wp_state_t *st, hak_superslab_t *ss)
 {
-  if (!ss->prefilled)
+  if (!wp(ss)->prefilled)
     return;
-  ss->prefilled = 0;
+  wp(ss)->prefilled = 0;
   if (HAK_PREFILL_ADAPTIVE) {
     wp_class_t *k = &st->cls[ss->cls];
     budget_set(k, ss->cls, k->budget / 2, st == &wp_tls);
@@ -211,9 +230,9 @@ static unsigned refill_locked(unsigned cls, unsigned max, void **head, void **ta
   for (hak_superslab_t *ss = k->top; ss; ss = k->top) {
     unsigned n = backend_ss_take(ss, max, head, tail);
     if (hak_likely(n)) {
-      ss->prefilled = 0;
-      if (ss->empty_counted) {
-        ss->empty_counted = 0;
+      wp(ss)->prefilled = 0;
+      if (wp(ss)->empty_counted) {
+        wp(ss)->empty_counted = 0;
         k->empties--;
       }
       HAK_STAT_ADD(cls, warm_hits, 1);
@@ -244,16 +263,16 @@ static unsigned refill_locked(unsigned cls, unsigned max, void **head, void **ta
       if (!extra)
         break;
       HAK_STAT_ADD(cls, prefilled, 1);
-      extra->prefilled = 1;
+      wp(extra)->prefilled = 1;
       pool_link_top(k, extra);
     }
     pool_link_top(k, ss);
   }
   hak_superslab_t *ss = k->top;
   unsigned n = backend_ss_take(ss, max, head, tail);
-  ss->prefilled = 0;
-  if (ss->empty_counted && n) {
-    ss->empty_counted = 0;
+  wp(ss)->prefilled = 0;
+  if (wp(ss)->empty_counted && n) {
+    wp(ss)->empty_counted = 0;
     k->empties--;
   }
   return n;
@@ -307,9 +326,9 @@ void *warm_pool_return(unsigned cls, void *head, unsigned n)
  * This may give the SuperSlab up: the caller must not touch it after. */
 static void note_events(hak_superslab_t *ss, unsigned ev)
 {
-  if (!ss->in_pool)
+  if (!wp(ss)->in_pool)
     pool_offer(ss);
-  else if ((ev & HAK_SS_BECAME_EMPTY) && !ss->empty_counted)
+  else if ((ev & HAK_SS_BECAME_EMPTY) && !wp(ss)->empty_counted)
     pool_note_empty(&wp_tls, ss);
 }
 
@@ -388,7 +407,7 @@ static size_t pool_trim_state(wp_state_t *st)
     wp_class_t *k = &st->cls[c];
     hak_superslab_t *ss = k->top;
     while (ss) {
-      hak_superslab_t *next = ss->pool_next;
+      hak_superslab_t *next = wp(ss)->next;
       if (ss->used == 0) {
         pool_unlink(k, ss);
         budget_on_unused(st, ss);
@@ -404,21 +423,25 @@ static size_t pool_trim_state(wp_state_t *st)
 }
 
 /* malloc_trim in another thread, helping this (idle) one. */
-static size_t trim_hook(hak_owner_t *o, void *user)
+static size_t trim_helped(hak_owner_t *o, void *user)
 {
   (void)o;
   return pool_trim_state(user);
 }
 
+static bool pool_holds(const hak_superslab_t *ss) { return wp(ss)->in_pool; }
+
+static const hak_owner_trim_ops_t trim_ops = {.holds = pool_holds, .trim = trim_helped};
+
 size_t warm_pool_trim(void)
 {
   if (!wp_tls.owner)
-    return backend_trim_others(NULL, trim_hook);
+    return backend_trim_others(NULL, &trim_ops);
   backend_owner_lock(wp_tls.owner);
   take_inbox();
   size_t bytes = pool_trim_state(&wp_tls);
   backend_owner_unlock(wp_tls.owner);
-  return bytes + backend_trim_others(wp_tls.owner, trim_hook);
+  return bytes + backend_trim_others(wp_tls.owner, &trim_ops);
 }
 
 unsigned warm_pool_last_local(void) { return wp_tls.last_local; }
