@@ -28,7 +28,7 @@
  * while its owner is not looking is pushed once onto the owner's inbox, so
  * an owner whose blocks are all freed elsewhere (producer/consumer) finds
  * them again instead of mapping new memory. ss->notify arbitrates between
- * the pusher and an owner releasing the SuperSlab (see superslab.c).
+ * the pusher and an owner releasing the SuperSlab (see owner.c).
  *
  * Counts. slab->used and ss->used count blocks handed out of the free lists
  * (in a thread cache or in use); they go down only when a block comes back
@@ -72,7 +72,7 @@ typedef struct hak_slab {
   /* Hardened builds: the free list's links are encoded with this secret,
    * and carving visits block (mul * k + add) % capacity for k = 0, 1, ...
    * Plain builds: carving starts at block add (the first block of the
-   * cache colour's page) and at line bytes into every page (superslab.c). */
+   * cache colour's page) and at line bytes into every page (slab.c). */
   uint64_t secret;
   uint16_t mul, add;
   uint16_t line;

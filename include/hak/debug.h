@@ -7,7 +7,7 @@
  * keeps x (a statement or a declaration) in checking builds only.
  *
  * The checks: lock-held assertions in every *_locked function (hak/lock.h),
- * validators of a SuperSlab and of a slab (backend/superslab.c: counts
+ * validators of a SuperSlab and of a slab (backend/slab.c: counts
  * agree with the free lists and the room mask), and the invariants the
  * code states in comments. They walk free lists, so a checking build is
  * much slower; CI runs the unit, stress and whole-program suites in it.
