@@ -74,6 +74,7 @@
 #include "backend/large.h"
 #include "backend/os.h"
 #include "hak/lock.h"
+#include "hak/stats.h"
 #include "registry/registry.h"
 
 #include <errno.h>
@@ -150,13 +151,7 @@ static uint64_t peak_since;
 
 /* Resident bytes (touched) of live large blocks. */
 static _Atomic size_t live_bytes;
-static _Atomic uint64_t n_allocs, n_frees, n_cache_hits, n_cache_grows, n_moves;
 
-uint64_t large_allocs(void) { return atomic_load_explicit(&n_allocs, memory_order_relaxed); }
-uint64_t large_frees(void) { return atomic_load_explicit(&n_frees, memory_order_relaxed); }
-uint64_t large_cache_hits(void) { return atomic_load_explicit(&n_cache_hits, memory_order_relaxed); }
-uint64_t large_cache_grows(void) { return atomic_load_explicit(&n_cache_grows, memory_order_relaxed); }
-uint64_t large_moves(void) { return atomic_load_explicit(&n_moves, memory_order_relaxed); }
 size_t large_live_bytes(void) { return atomic_load_explicit(&live_bytes, memory_order_relaxed); }
 
 static void live_add(size_t n) { atomic_fetch_add_explicit(&live_bytes, n, memory_order_relaxed); }
@@ -505,7 +500,7 @@ static char *grow_cached(char *base, size_t *size, size_t *resident, size_t need
   int saved_errno = errno;
   if (mremap(base, *size, span, 0) != MAP_FAILED) {
     *size = span;
-    atomic_fetch_add_explicit(&n_cache_grows, 1, memory_order_relaxed);
+    HAK_STAT_GLOBAL_ADD(large_cache_grows, 1);
     return base;
   }
   errno = saved_errno;
@@ -516,7 +511,7 @@ static char *grow_cached(char *base, size_t *size, size_t *resident, size_t need
   if (!moved)
     *resident = 0;
   else
-    atomic_fetch_add_explicit(&n_cache_grows, 1, memory_order_relaxed);
+    HAK_STAT_GLOBAL_ADD(large_cache_grows, 1);
   return to;
 }
 
@@ -569,11 +564,11 @@ static void *alloc_block(size_t size, size_t align, bool zero, bool cache_only)
   }
   live_add(end);
   if (in_place)
-    atomic_fetch_add_explicit(&n_cache_hits, 1, memory_order_relaxed);
+    HAK_STAT_GLOBAL_ADD(large_cache_hits, 1);
   /* Pages that held another block's contents; the rest reads as zero. */
   if (zero && resident > offset)
     memset(block, 0, resident - offset);
-  atomic_fetch_add_explicit(&n_allocs, 1, memory_order_relaxed);
+  HAK_STAT_GLOBAL_ADD(large_allocs, 1);
   return block;
 }
 
@@ -608,7 +603,7 @@ void large_free(void *p)
     hak_os_fatal("free", "double free detected (large block)", p);
   h->magic = 0;
   live_sub(touched);
-  atomic_fetch_add_explicit(&n_frees, 1, memory_order_relaxed);
+  HAK_STAT_GLOBAL_ADD(large_frees, 1);
   if (offset == HAK_PAGE_SIZE) {
     cache_put(base, size, end, touched);
   } else {
@@ -662,7 +657,7 @@ static void *move_block(void *p, size_t size, size_t need)
   if (!registry_swap_tag(hak_ss_base_of(p), hak_tag_make(HAK_KIND_LARGE, 0), 0))
     hak_os_fatal("realloc", "double free detected (large block)", p);
   retire(old_base, old_size, 0);
-  atomic_fetch_add_explicit(&n_moves, 1, memory_order_relaxed);
+  HAK_STAT_GLOBAL_ADD(large_moves, 1);
   return block;
 }
 

@@ -43,15 +43,10 @@ size_t large_trim(void) HAK_INTERNAL;
  * holds no allocator lock and is outside any registry read section. */
 size_t large_purge(uint64_t now_ns) HAK_INTERNAL;
 
-uint64_t large_allocs(void) HAK_INTERNAL;
-uint64_t large_frees(void) HAK_INTERNAL;
-uint64_t large_cache_hits(void) HAK_INTERNAL;
-/* Requests served by growing a smaller cached mapping. */
-uint64_t large_cache_grows(void) HAK_INTERNAL;
-/* Bytes of live large blocks' mappings that may be resident. */
+/* Bytes of live large blocks' mappings that may be resident. Counts of
+ * large blocks are statistics (hak/stats.h: large_allocs, large_frees,
+ * large_cache_hits, large_cache_grows, large_moves). */
 size_t   large_live_bytes(void) HAK_INTERNAL;
-/* Blocks realloc moved by remapping their pages (no copy). */
-uint64_t large_moves(void) HAK_INTERNAL;
 
 void large_fork_prepare(void) HAK_INTERNAL;
 void large_fork_parent(void) HAK_INTERNAL;

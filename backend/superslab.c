@@ -60,6 +60,7 @@
 #include "backend/os.h"
 #include "hak/config.h"
 #include "hak/debug.h"
+#include "hak/stats.h"
 
 #include <limits.h>
 #include <sched.h>
@@ -93,13 +94,6 @@ static unsigned tier_demand[TIER_DEMAND_PASSES], tier_demand_at;
 static hak_superslab_t *retire_list;
 static unsigned retire_len;
 
-static _Atomic uint64_t ss_mapped[HAK_NUM_CLASSES];
-static _Atomic uint64_t ss_unmapped[HAK_NUM_CLASSES];
-static _Atomic uint64_t ss_live;
-
-uint64_t backend_ss_mapped(unsigned c) { return atomic_load_explicit(&ss_mapped[c], memory_order_relaxed); }
-uint64_t backend_ss_unmapped(unsigned c) { return atomic_load_explicit(&ss_unmapped[c], memory_order_relaxed); }
-uint64_t backend_ss_live(void) { return atomic_load_explicit(&ss_live, memory_order_relaxed); }
 
 /* ---- Object pools --------------------------------------------------------
  * Owners and SuperSlab headers: fixed-size objects carved from 64 KiB
@@ -176,8 +170,8 @@ static void unmap_retired(hak_superslab_t *list)
   registry_synchronize();
   while (list) {
     hak_superslab_t *next = list->free_next;
-    atomic_fetch_add_explicit(&ss_unmapped[list->cls], 1, memory_order_relaxed);
-    atomic_fetch_sub_explicit(&ss_live, 1, memory_order_relaxed);
+    HAK_STAT_CLASS_ADD(list->cls, superslabs_unmapped, 1);
+    HAK_STAT_GLOBAL_SUB(superslabs_live, 1);
     hak_os_unmap(list->base, HAK_SS_SIZE);
     hdr_free(list);
     list = next;
@@ -322,15 +316,15 @@ hak_superslab_t *backend_ss_new(hak_owner_t *o, unsigned cls)
       mprotect(base, HAK_SLAB_SIZE, PROT_NONE);
       mprotect(base + HAK_SS_SIZE - HAK_PAGE_SIZE, HAK_PAGE_SIZE, PROT_NONE);
     }
-    atomic_fetch_add_explicit(&ss_mapped[cls], 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&ss_live, 1, memory_order_relaxed);
+    HAK_STAT_CLASS_ADD(cls, superslabs_mapped, 1);
+    HAK_STAT_GLOBAL_ADD(superslabs_live, 1);
   }
   backend_ss_init(ss, cls);
   atomic_store_explicit(&ss->owner, o, memory_order_relaxed);
   if (registry_set_tag((uintptr_t)ss->base, hak_tag_with_hdr(hak_tag_make(HAK_KIND_SMALL, cls), ss)) != 0) {
     hak_os_unmap(ss->base, HAK_SS_SIZE);
     hdr_free(ss);
-    atomic_fetch_sub_explicit(&ss_live, 1, memory_order_relaxed);
+    HAK_STAT_GLOBAL_SUB(superslabs_live, 1);
     return NULL;
   }
   backend_owner_link(o, ss);

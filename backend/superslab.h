@@ -401,9 +401,6 @@ bool backend_purge(uint32_t now) HAK_INTERNAL;
 unsigned backend_live_owners(void) HAK_INTERNAL;
 
 /* Rare-event counters, always kept (global atomics). */
-uint64_t backend_ss_mapped(unsigned cls) HAK_INTERNAL;
-uint64_t backend_ss_unmapped(unsigned cls) HAK_INTERNAL;
-uint64_t backend_ss_live(void) HAK_INTERNAL;
 
 /* Validate p as a block of ss (inside a carved slab, at a block start).
  * Safe only while ss cannot be unmapped (owned, or under the read lock). */

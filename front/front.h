@@ -24,10 +24,5 @@ bool hak_purge_thread_running(void) HAK_INTERNAL;
 /* Statistics output at exit, as HAKMEM_STATS asks (front/stats.c). */
 void hak_stats_at_start(void) HAK_INTERNAL;
 void hak_stats_at_exit(void) HAK_INTERNAL;
-void hak_stats_thread_start(void) HAK_INTERNAL;
-void hak_stats_thread_fold(void) HAK_INTERNAL;
-void hak_stats_fork_prepare(void) HAK_INTERNAL;
-void hak_stats_fork_parent(void) HAK_INTERNAL;
-void hak_stats_fork_child(void) HAK_INTERNAL;
 
 #endif /* HAK_FRONT_H */

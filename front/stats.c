@@ -1,15 +1,13 @@
 /*
- * front/stats.c — per-thread counter blocks, their merge, and the output
- * that HAKMEM_STATS asks for.
- *
- * Each live thread has a block of counters (mapped, recycled, never freed)
- * on a list under stats_lock; an exiting thread adds its block into the
- * global totals and gives the block back. Readers sum the totals and the
- * live blocks with relaxed loads. Output is formatted into a mapped buffer
- * and written with write(2): no stdio, no malloc.
- *
- * Environment: HAKMEM_STATS=1 (table) or json (one JSON object on one line),
- * to stderr or appended to HAKMEM_STATS_FILE.
+ * front/stats.c — what the statistics show the user: HAKMEM_STATS (a table,
+ * or one JSON object on one line) at exit, to stderr or appended to
+ * HAKMEM_STATS_FILE; HAKMEM_WARM_POOL_STATS=1 (the warm pool's table);
+ * hak_stats_write, hak_stats_get and hak_config_string. The counters and
+ * their storage are below the boxes (hak/stats.h, backend/stats.c); the
+ * writers are here because they print the variant's configuration, which
+ * only the variant's own objects know. Each writer is one loop over
+ * HAKMEM_STATS_LIST. Output is formatted into a mapped buffer and written
+ * with write(2): no stdio, no malloc.
  */
 #include "front/front.h"
 #include "hakmem.h"
@@ -30,113 +28,17 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-static const char *const stat_names[HAK_STAT_COUNT] __attribute__((unused)) = {
-#define HAK_STAT_NAME(name) #name,
-  HAK_STAT_COUNTERS(HAK_STAT_NAME)
-#undef HAK_STAT_NAME
-};
-
 #if HAK_STATS
-static hak_thread_stats_t stats_sink;
-__thread hak_thread_stats_t *hak_tls_stats = &stats_sink;
-static hak_thread_stats_t stats_global;   /* folded from exited threads */
-static hak_thread_stats_t *stats_live;
-static hak_thread_stats_t *stats_free;
-static hak_mutex_t stats_lock = HAK_MUTEX_INIT;
+/* Everything counted, as of now: what the boxes above keep in counters of
+ * their own is folded in first. */
+static hak_mutex_t output_lock = HAK_MUTEX_INIT; /* the snapshots below are static */
 
-void hak_stats_thread_start(void)
+static void stats_collect(hak_stats_snapshot_t *out)
 {
-  if (hak_tls_stats != &stats_sink)
-    return;
-  hak_mutex_lock(&stats_lock);
-  hak_thread_stats_t *ts = stats_free;
-  if (ts) {
-    stats_free = ts->next;
-  } else {
-    void *m = mmap(NULL, sizeof *ts, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    ts = m == MAP_FAILED ? NULL : m;
-  }
-  if (ts) {
-    memset(ts->cls, 0, sizeof ts->cls);
-    memset(ts->budget, 0, sizeof ts->budget);
-    memset(ts->budget_peak, 0, sizeof ts->budget_peak);
-    ts->prev = NULL;
-    ts->next = stats_live;
-    if (stats_live)
-      stats_live->prev = ts;
-    stats_live = ts;
-    hak_tls_stats = ts;
-  }
-  hak_mutex_unlock(&stats_lock);
-}
-
-static inline void max_u16(uint16_t *dst, const uint16_t *src)
-{
-  uint16_t v = __atomic_load_n(src, __ATOMIC_RELAXED);
-  if (v > *dst)
-    *dst = v;
-}
-
-/* Counters add up; gauges keep the maximum. A thread folding in at exit
- * passes its peak on, not its current budget (it has none any more). */
-static void add_block(hak_thread_stats_t *dst, const hak_thread_stats_t *src, bool live)
-{
-  hak_mutex_assert_held(&stats_lock);
-  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
-    if (live)
-      max_u16(&dst->budget[c], &src->budget[c]);
-    max_u16(&dst->budget_peak[c], &src->budget_peak[c]);
-  }
-  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
-    for (unsigned i = 0; i < HAK_STAT_COUNT; i++) {
-      uint64_t v = __atomic_load_n(&src->cls[c].v[i], __ATOMIC_RELAXED);
-      __atomic_store_n(&dst->cls[c].v[i], __atomic_load_n(&dst->cls[c].v[i], __ATOMIC_RELAXED) + v,
-                       __ATOMIC_RELAXED);
-    }
-}
-
-void hak_stats_thread_fold(void)
-{
+  hak_mutex_assert_held(&output_lock);
   uc_fold_stats();
-  hak_thread_stats_t *ts = hak_tls_stats;
-  if (ts == &stats_sink)
-    return;
-  hak_mutex_lock(&stats_lock);
-  add_block(&stats_global, ts, false);
-  if (ts->prev)
-    ts->prev->next = ts->next;
-  else
-    stats_live = ts->next;
-  if (ts->next)
-    ts->next->prev = ts->prev;
-  ts->next = stats_free;
-  stats_free = ts;
-  hak_tls_stats = &stats_sink;
-  hak_mutex_unlock(&stats_lock);
+  hak_stats_snapshot(out);
 }
-
-/* Sum of everything: exited threads, live threads, the sink. */
-static void stats_collect(hak_thread_stats_t *out)
-{
-  uc_fold_stats();
-  memset(out, 0, sizeof *out);
-  hak_mutex_lock(&stats_lock);
-  add_block(out, &stats_global, true);
-  for (hak_thread_stats_t *ts = stats_live; ts; ts = ts->next)
-    add_block(out, ts, true);
-  add_block(out, &stats_sink, true);
-  hak_mutex_unlock(&stats_lock);
-}
-
-void hak_stats_fork_prepare(void) { hak_mutex_lock(&stats_lock); }
-void hak_stats_fork_parent(void) { hak_mutex_unlock(&stats_lock); }
-void hak_stats_fork_child(void) { hak_mutex_reinit(&stats_lock); }
-#else
-void hak_stats_thread_start(void) {}
-void hak_stats_thread_fold(void) {}
-void hak_stats_fork_prepare(void) {}
-void hak_stats_fork_parent(void) {}
-void hak_stats_fork_child(void) {}
 #endif
 
 /* ---- Output -------------------------------------------------------------- */
@@ -178,8 +80,6 @@ __attribute__((unused)) static void out_u64_pad(outbuf_t *o, unsigned long long 
   b[hak_fmt_u64(b, v)] = 0;
   out_pad(o, b, width, true);
 }
-
-#define EXTRA_COUNTERS(X) X(superslabs_mapped) X(superslabs_unmapped)
 
 #if HAK_PREFILL_ADAPTIVE
 #define HAK_PREFILL_POLICY_NAME "adaptive"
@@ -236,31 +136,20 @@ HAK_EXPORT const char *hak_config_string(void) { return config_string(); }
 HAK_EXPORT const char *hak_version(void) { return HAK_VERSION; }
 
 #if HAK_STATS
-static void format_json(outbuf_t *o, const hak_thread_stats_t *s)
+static bool per_class(unsigned id) { return hak_stat_desc[id].kind != HAK_STAT_GLOBAL; }
+
+static void format_json(outbuf_t *o, const hak_stats_snapshot_t *s)
 {
-  uint64_t tot[HAK_STAT_COUNT] = {0};
-  uint64_t mapped = 0, unmapped = 0;
   out_str(o, "{\"allocator\":\"hakmem\",\"version\":\"" HAK_VERSION "\",\"variant\":\"" HAK_VARIANT "\",\"pid\":");
   out_u64(o, (unsigned long long)getpid());
   out_str(o, ",\"config\":");
   config_json(o);
   out_str(o, ",\"classes\":[");
   bool first = true;
-  /* One reading of the backend's counters, so that the classes add up to
-   * the totals even while other threads map and unmap. */
-  uint64_t ss_map[HAK_NUM_CLASSES], ss_unmap[HAK_NUM_CLASSES];
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
-    ss_map[c] = backend_ss_mapped(c);
-    ss_unmap[c] = backend_ss_unmapped(c);
-  }
-  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
-    bool any = ss_map[c] != 0;
-    for (unsigned i = 0; i < HAK_STAT_COUNT; i++) {
-      tot[i] += s->cls[c].v[i];
-      any |= s->cls[c].v[i] != 0;
-    }
-    mapped += ss_map[c];
-    unmapped += ss_unmap[c];
+    bool any = false;
+    for (unsigned id = 0; id < HAK_STAT_COUNT; id++)
+      any |= per_class(id) && s->cls[c][id] != 0;
     if (!any)
       continue;
     out_str(o, first ? "{\"class\":" : ",{\"class\":");
@@ -268,111 +157,73 @@ static void format_json(outbuf_t *o, const hak_thread_stats_t *s)
     out_u64(o, c);
     out_str(o, ",\"size\":");
     out_u64(o, hak_class_size(c));
-    for (unsigned i = 0; i < HAK_STAT_COUNT; i++) {
+    for (unsigned id = 0; id < HAK_STAT_COUNT; id++) {
+      if (!per_class(id))
+        continue;
       out_str(o, ",\"");
-      out_str(o, stat_names[i]);
+      out_str(o, hak_stat_desc[id].name);
       out_str(o, "\":");
-      out_u64(o, s->cls[c].v[i]);
+      out_u64(o, s->cls[c][id]);
     }
-    out_str(o, ",\"superslabs_mapped\":");
-    out_u64(o, ss_map[c]);
-    out_str(o, ",\"superslabs_unmapped\":");
-    out_u64(o, ss_unmap[c]);
-    out_str(o, ",\"prefill_budget\":");
-    out_u64(o, s->budget[c]);
-    out_str(o, ",\"prefill_budget_peak\":");
-    out_u64(o, s->budget_peak[c]);
     out_str(o, "}");
   }
   out_str(o, "],\"totals\":{");
-  for (unsigned i = 0; i < HAK_STAT_COUNT; i++) {
-    out_str(o, i ? ",\"" : "\"");
-    out_str(o, stat_names[i]);
+  for (unsigned id = 0; id < HAK_STAT_COUNT; id++) {
+    out_str(o, id ? ",\"" : "\"");
+    out_str(o, hak_stat_desc[id].name);
     out_str(o, "\":");
-    out_u64(o, tot[i]);
+    out_u64(o, s->total[id]);
   }
-  out_str(o, ",\"superslabs_mapped\":");
-  out_u64(o, mapped);
-  out_str(o, ",\"superslabs_unmapped\":");
-  out_u64(o, unmapped);
-  out_str(o, ",\"superslabs_live\":");
-  out_u64(o, backend_ss_live());
-  out_str(o, ",\"large_allocs\":");
-  out_u64(o, large_allocs());
-  out_str(o, ",\"large_frees\":");
-  out_u64(o, large_frees());
-  out_str(o, ",\"large_cache_hits\":");
-  out_u64(o, large_cache_hits());
-  out_str(o, ",\"large_moves\":");
-  out_u64(o, large_moves());
-  out_str(o, ",\"registry_leaves\":");
-  out_u64(o, registry_leaves_mapped());
   out_str(o, "}}\n");
 }
 
-static void format_table(outbuf_t *o, const hak_thread_stats_t *s)
+/* One line of the table: the per-class columns (those with a heading). */
+static void table_row(outbuf_t *o, const uint64_t *v)
 {
-  static const char *const cols[] = {"uc_hits",   "uc_misses",      "warm_hits",   "warm_misses",
-                                     "warm_cold",  "prefilled", "registry_scans", "remote_frees"};
-  static const unsigned ids[] = {HAK_STAT_uc_hits,         HAK_STAT_uc_misses, HAK_STAT_warm_hits,
-                                 HAK_STAT_warm_misses,     HAK_STAT_warm_cold_misses, HAK_STAT_prefilled,
-                                 HAK_STAT_registry_scans, HAK_STAT_remote_frees};
-  const unsigned ncols = sizeof ids / sizeof ids[0];
-  uint64_t tot[HAK_STAT_COUNT] = {0};
+  for (unsigned id = 0; id < HAK_STAT_COUNT; id++)
+    if (per_class(id) && hak_stat_desc[id].heading[0])
+      out_u64_pad(o, v[id], 15);
+  uint64_t h = v[HAK_STAT_warm_hits], m = v[HAK_STAT_warm_misses];
+  out_u64_pad(o, h + m ? (h * 1000 / (h + m)) / 10 : 0, 10);
+  out_str(o, ".");
+  out_u64(o, h + m ? (h * 1000 / (h + m)) % 10 : 0);
+  out_str(o, "\n");
+}
+
+static void format_table(outbuf_t *o, const hak_stats_snapshot_t *s)
+{
   out_str(o, "hakmem " HAK_VERSION " statistics (pid ");
   out_u64(o, (unsigned long long)getpid());
   out_str(o, ")\nconfig: ");
   out_str(o, config_string());
   out_str(o, "\n\nclass   size");
-  for (unsigned i = 0; i < ncols; i++)
-    out_pad(o, cols[i], 15, true);
-  out_pad(o, "ss_mapped", 11, true);
+  for (unsigned id = 0; id < HAK_STAT_COUNT; id++)
+    if (per_class(id) && hak_stat_desc[id].heading[0])
+      out_pad(o, hak_stat_desc[id].heading, 15, true);
   out_str(o, "   warm hit%\n");
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
     bool any = false;
-    for (unsigned i = 0; i < HAK_STAT_COUNT; i++) {
-      tot[i] += s->cls[c].v[i];
-      any |= s->cls[c].v[i] != 0;
-    }
+    for (unsigned id = 0; id < HAK_STAT_COUNT; id++)
+      any |= per_class(id) && s->cls[c][id] != 0;
     if (!any)
       continue;
     out_u64_pad(o, c, 5);
     out_u64_pad(o, hak_class_size(c), 7);
-    for (unsigned i = 0; i < ncols; i++)
-      out_u64_pad(o, s->cls[c].v[ids[i]], 15);
-    out_u64_pad(o, backend_ss_mapped(c), 11);
-    uint64_t h = s->cls[c].v[HAK_STAT_warm_hits], m = s->cls[c].v[HAK_STAT_warm_misses];
-    out_u64_pad(o, h + m ? (h * 1000 / (h + m)) / 10 : 0, 10);
-    out_str(o, ".");
-    out_u64(o, h + m ? (h * 1000 / (h + m)) % 10 : 0);
-    out_str(o, "\n");
+    table_row(o, s->cls[c]);
   }
   out_str(o, "total       ");
-  for (unsigned i = 0; i < ncols; i++)
-    out_u64_pad(o, tot[ids[i]], 15);
-  uint64_t mapped = 0;
-  for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
-    mapped += backend_ss_mapped(c);
-  out_u64_pad(o, mapped, 11);
-  uint64_t h = tot[HAK_STAT_warm_hits], m = tot[HAK_STAT_warm_misses];
-  out_u64_pad(o, h + m ? (h * 1000 / (h + m)) / 10 : 0, 10);
-  out_str(o, ".");
-  out_u64(o, h + m ? (h * 1000 / (h + m)) % 10 : 0);
-  out_str(o, "\n\nlarge blocks: ");
-  out_u64(o, large_allocs());
-  out_str(o, " allocated, ");
-  out_u64(o, large_frees());
-  out_str(o, " freed, ");
-  out_u64(o, large_cache_hits());
-  out_str(o, " served from the cache, ");
-  out_u64(o, large_moves());
-  out_str(o, " moved by realloc without a copy\nsuperslabs live: ");
-  out_u64(o, backend_ss_live());
+  table_row(o, s->total);
   out_str(o, "\n");
+  for (unsigned id = 0; id < HAK_STAT_COUNT; id++)
+    if (!per_class(id) && hak_stat_desc[id].heading[0]) {
+      out_pad(o, hak_stat_desc[id].heading, 20, false);
+      out_u64_pad(o, s->total[id], 15);
+      out_str(o, "\n");
+    }
 }
 
 /* HAKMEM_WARM_POOL_STATS=1: the warm pool's own table. */
-static void format_warm_table(outbuf_t *o, const hak_thread_stats_t *s)
+static void format_warm_table(outbuf_t *o, const hak_stats_snapshot_t *s)
 {
   out_str(o, "hakmem warm pool (pid ");
   out_u64(o, (unsigned long long)getpid());
@@ -380,7 +231,7 @@ static void format_warm_table(outbuf_t *o, const hak_thread_stats_t *s)
     HAK_WARM_POOL_MAX) "\nclass   size       hits     misses       cold   prefills  budget  peak   hit%\n");
   uint64_t th = 0, tm = 0, tc = 0, tp = 0;
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
-    const uint64_t *v = s->cls[c].v;
+    const uint64_t *v = s->cls[c];
     uint64_t h = v[HAK_STAT_warm_hits], m = v[HAK_STAT_warm_misses], cold = v[HAK_STAT_warm_cold_misses],
              p = v[HAK_STAT_prefilled];
     if (!(h | m | cold | p))
@@ -392,8 +243,8 @@ static void format_warm_table(outbuf_t *o, const hak_thread_stats_t *s)
     out_u64_pad(o, m, 11);
     out_u64_pad(o, cold, 11);
     out_u64_pad(o, p, 11);
-    out_u64_pad(o, s->budget[c], 8);
-    out_u64_pad(o, s->budget_peak[c], 6);
+    out_u64_pad(o, v[HAK_STAT_prefill_budget], 8);
+    out_u64_pad(o, v[HAK_STAT_prefill_budget_peak], 6);
     out_u64_pad(o, h + m ? h * 100 / (h + m) : 0, 6);
     out_str(o, "%\n");
   }
@@ -437,7 +288,8 @@ static int stats_write_mode(int fd, int mode)
     return -1;
   outbuf_t o = {buf, 0, cap};
 #if HAK_STATS
-  static hak_thread_stats_t snapshot; /* large: not on the stack */
+  static hak_stats_snapshot_t snapshot; /* large: not on the stack */
+  hak_mutex_lock(&output_lock);
   stats_collect(&snapshot);
   if (mode == 2)
     format_warm_table(&o, &snapshot);
@@ -445,6 +297,7 @@ static int stats_write_mode(int fd, int mode)
     format_json(&o, &snapshot);
   else
     format_table(&o, &snapshot);
+  hak_mutex_unlock(&output_lock);
 #else
   if (json) {
     out_str(&o, "{\"allocator\":\"hakmem\",\"version\":\"" HAK_VERSION "\",\"variant\":\"" HAK_VARIANT "\",\"pid\":");
@@ -466,31 +319,15 @@ static int stats_write_mode(int fd, int mode)
 HAK_EXPORT int hak_stats_get(const char *name, unsigned long long *value)
 {
 #if HAK_STATS
-  static hak_thread_stats_t snapshot;
-  stats_collect(&snapshot);
-  unsigned long long v = 0;
-  for (unsigned i = 0; i < HAK_STAT_COUNT; i++)
-    if (strcmp(name, stat_names[i]) == 0) {
-      for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
-        v += snapshot.cls[c].v[i];
-      *value = v;
+  for (unsigned id = 0; id < HAK_STAT_COUNT; id++)
+    if (strcmp(name, hak_stat_desc[id].name) == 0) {
+      static hak_stats_snapshot_t snapshot;
+      hak_mutex_lock(&output_lock);
+      stats_collect(&snapshot);
+      *value = snapshot.total[id];
+      hak_mutex_unlock(&output_lock);
       return 0;
     }
-  if (strcmp(name, "superslabs_mapped") == 0 || strcmp(name, "superslabs_unmapped") == 0) {
-    bool m = name[11] == 'm';
-    for (unsigned c = 0; c < HAK_NUM_CLASSES; c++)
-      v += m ? backend_ss_mapped(c) : backend_ss_unmapped(c);
-    *value = v;
-    return 0;
-  }
-  if (strcmp(name, "large_allocs") == 0) {
-    *value = large_allocs();
-    return 0;
-  }
-  if (strcmp(name, "large_frees") == 0) {
-    *value = large_frees();
-    return 0;
-  }
 #else
   (void)name;
   (void)value;

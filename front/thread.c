@@ -74,7 +74,8 @@ static void thread_teardown(void *arg)
     return;
   uc_thread_exit();
   warm_pool_thread_exit();
-  hak_stats_thread_fold();
+  if (HAK_STATS)
+    hak_stats_thread_fold();
   hak_thread_state = HAK_THREAD_GONE;
 }
 
@@ -100,7 +101,8 @@ void hak_thread_setup(void)
   if (hak_thread_state == HAK_THREAD_LIVE)
     return;
   hak_thread_state = HAK_THREAD_LIVE;
-  hak_stats_thread_start();
+  if (HAK_STATS)
+    hak_stats_thread_start();
   uc_thread_init();
   global_setup();
   pthread_setspecific(thread_key, (void *)1);

@@ -180,8 +180,8 @@ static void budget_set(wp_class_t *k, unsigned cls, unsigned b, bool mine)
   if (b > k->budget_peak)
     k->budget_peak = (uint8_t)b;
   if (mine) { /* the gauges are the calling thread's */
-    HAK_STAT_GAUGE(cls, budget, k->budget);
-    HAK_STAT_GAUGE(cls, budget_peak, k->budget_peak);
+    HAK_STAT_GAUGE(cls, prefill_budget, k->budget);
+    HAK_STAT_GAUGE(cls, prefill_budget_peak, k->budget_peak);
   }
 }
 

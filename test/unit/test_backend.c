@@ -5,6 +5,7 @@
 #include "backend/large.h"
 #include "backend/os.h"
 #include "backend/size_class.h"
+#include "hak/stats.h"
 
 #include <check.h>
 #include <errno.h>
@@ -689,7 +690,7 @@ END_TEST
 
 START_TEST(large_blocks)
 {
-  uint64_t before = large_allocs();
+  uint64_t before = HAK_STAT_READ(large_allocs);
   for (size_t n = HAK_SMALL_MAX + 1; n < (size_t)64 << 20; n = n * 3 + 4097) {
     char *p = large_alloc(n, 0, true);
     ck_assert_ptr_nonnull(p);
@@ -701,19 +702,19 @@ START_TEST(large_blocks)
     memset(p, 1, n);
     large_free(p);
   }
-  ck_assert_uint_gt(large_allocs(), before);
+  ck_assert_uint_gt(HAK_STAT_READ(large_allocs), before);
   /* Aligned beyond a SuperSlab. */
   char *q = large_alloc(100000, (size_t)8 << 20, false);
   ck_assert_uint_eq((uintptr_t)q % ((size_t)8 << 20), 0);
   ck_assert(large_is_block(q));
   large_free(q);
   /* Reuse from the cache, zeroed when asked. */
-  uint64_t hits = large_cache_hits();
+  uint64_t hits = HAK_STAT_READ(large_cache_hits);
   char *r = large_alloc(200000, 0, false);
   memset(r, 7, 200000);
   large_free(r);
   r = large_alloc(200000, 0, true);
-  ck_assert_uint_gt(large_cache_hits(), hits);
+  ck_assert_uint_gt(HAK_STAT_READ(large_cache_hits), hits);
   for (size_t i = 0; i < 200000; i += 4096)
     ck_assert_int_eq(r[i], 0);
   /* Grow and shrink in place or by moving, contents kept. */
@@ -761,16 +762,16 @@ START_TEST(large_realloc_moves_pages_instead_of_copying)
   char *end = p - HAK_PAGE_SIZE + large_mapping_size(p);
   void *guard = mmap(end, HAK_PAGE_SIZE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
   ck_assert(guard == end);
-  uint64_t moves = large_moves(), allocs = large_allocs();
+  uint64_t moves = HAK_STAT_READ(large_moves), allocs = HAK_STAT_READ(large_allocs);
   /* Twice the size fits in the room: in place, nothing moves. */
   ck_assert_ptr_eq(large_realloc(p, 2 * n), p);
   ck_assert_uint_ge(large_usable_size(p), 2 * n);
-  ck_assert_uint_eq(large_moves(), moves);
+  ck_assert_uint_eq(HAK_STAT_READ(large_moves), moves);
   char *q = large_realloc(p, 3 * n);
   ck_assert_ptr_nonnull(q);
   ck_assert_ptr_ne(q, p);
-  ck_assert_uint_eq(large_moves(), moves + 1);
-  ck_assert_uint_eq(large_allocs(), allocs); /* no second block: nothing copied */
+  ck_assert_uint_eq(HAK_STAT_READ(large_moves), moves + 1);
+  ck_assert_uint_eq(HAK_STAT_READ(large_allocs), allocs); /* no second block: nothing copied */
   ck_assert(large_is_block(q));
   ck_assert_uint_eq(hak_tag_kind(registry_tag(q)), HAK_KIND_LARGE);
   ck_assert_uint_ne(hak_tag_kind(registry_tag(p)), HAK_KIND_LARGE);
@@ -831,9 +832,9 @@ START_TEST(large_purge_gives_back_aged_mappings)
   pthread_join(th, NULL);
   ck_assert_uint_ge(bytes, 4 * mb);
   ck_assert_uint_eq(resident_pages(p - HAK_PAGE_SIZE, 4 * mb), 0);
-  uint64_t hits = large_cache_hits();
+  uint64_t hits = HAK_STAT_READ(large_cache_hits);
   char *q = large_alloc(4 * mb, 0, false);
-  ck_assert_uint_eq(large_cache_hits(), hits); /* nothing left to reuse */
+  ck_assert_uint_eq(HAK_STAT_READ(large_cache_hits), hits); /* nothing left to reuse */
   large_free(q);
   large_trim();
 }
@@ -853,12 +854,12 @@ START_TEST(large_cache_keeps_a_burst_of_frees)
   }
   for (int i = 0; i < N; i++)
     large_free(b[i]);
-  uint64_t hits = large_cache_hits();
+  uint64_t hits = HAK_STAT_READ(large_cache_hits);
   for (int i = 0; i < N; i++) {
     b[i] = large_alloc(sz, 0, false);
     ck_assert_uint_eq(resident_pages(b[i], sz), sz / HAK_PAGE_SIZE);
   }
-  ck_assert_uint_eq(large_cache_hits(), hits + N);
+  ck_assert_uint_eq(HAK_STAT_READ(large_cache_hits), hits + N);
   for (int i = 0; i < N; i++)
     large_free(b[i]);
   ck_assert_uint_ge(large_trim(), N * sz);
@@ -881,12 +882,12 @@ START_TEST(large_cache_keeps_many_mappings)
   }
   for (int i = 0; i < N; i++)
     large_free(b[i]);
-  uint64_t hits = large_cache_hits();
+  uint64_t hits = HAK_STAT_READ(large_cache_hits);
   for (int i = 0; i < N; i++) {
     b[i] = large_alloc(sz, 0, false);
     ck_assert_uint_eq(resident_pages(b[i], sz - sz % HAK_PAGE_SIZE), sz / HAK_PAGE_SIZE);
   }
-  ck_assert_uint_eq(large_cache_hits(), hits + N);
+  ck_assert_uint_eq(HAK_STAT_READ(large_cache_hits), hits + N);
   for (int i = 0; i < N; i++)
     large_free(b[i]);
   ck_assert_uint_ge(large_trim(), N * sz);
@@ -902,11 +903,11 @@ START_TEST(large_cache_serves_bigger_requests_in_place)
   large_free(p);
   /* A bigger request fits in the room behind the cached block: same
    * address, its pages still resident, nothing moved. */
-  uint64_t hits = large_cache_hits(), grows = large_cache_grows();
+  uint64_t hits = HAK_STAT_READ(large_cache_hits), grows = HAK_STAT_READ(large_cache_grows);
   char *q = large_alloc(6 * mb, 0, false);
   ck_assert_ptr_eq(q, p);
-  ck_assert_uint_eq(large_cache_hits(), hits + 1);
-  ck_assert_uint_eq(large_cache_grows(), grows);
+  ck_assert_uint_eq(HAK_STAT_READ(large_cache_hits), hits + 1);
+  ck_assert_uint_eq(HAK_STAT_READ(large_cache_grows), grows);
   ck_assert_uint_eq(resident_pages(q, 4 * mb), 4 * mb / HAK_PAGE_SIZE);
   memset(q, 2, 6 * mb);
   large_free(q);
@@ -922,9 +923,9 @@ START_TEST(large_cache_serves_bigger_requests_in_place)
   ck_assert_ptr_eq(large_realloc(r, full), r);
   memset(r, 3, full);
   large_free(r);
-  grows = large_cache_grows();
+  grows = HAK_STAT_READ(large_cache_grows);
   char *s = large_alloc(full + 2 * mb, 0, false);
-  ck_assert_uint_eq(large_cache_grows(), grows + 1);
+  ck_assert_uint_eq(HAK_STAT_READ(large_cache_grows), grows + 1);
   ck_assert_uint_eq(resident_pages(s, full), full / HAK_PAGE_SIZE);
   ck_assert_int_eq(s[full - 1], 3);
   large_free(s);
@@ -993,16 +994,16 @@ START_TEST(large_cache_skips_growth_leftovers)
   memcpy(grown, old, 2 * mb);
   large_free(old);
   ck_assert_uint_eq(resident_pages(old - HAK_PAGE_SIZE, 2 * mb), 0);
-  uint64_t hits = large_cache_hits();
+  uint64_t hits = HAK_STAT_READ(large_cache_hits);
   char *again = large_alloc(2 * mb, 0, false);
-  ck_assert_uint_eq(large_cache_hits(), hits);
+  ck_assert_uint_eq(HAK_STAT_READ(large_cache_hits), hits);
   /* A block freed after something else is cached as before. */
   memset(again, 2, 2 * mb);
   char *small = large_alloc(mb, 0, false); /* fresh, but smaller */
   large_free(again);
-  hits = large_cache_hits();
+  hits = HAK_STAT_READ(large_cache_hits);
   char *reused = large_alloc(2 * mb, 0, false);
-  ck_assert_uint_eq(large_cache_hits(), hits + 1);
+  ck_assert_uint_eq(HAK_STAT_READ(large_cache_hits), hits + 1);
   ck_assert_uint_eq(resident_pages(reused, 2 * mb), 2 * mb / HAK_PAGE_SIZE); /* warm */
   /* A request nothing cached fits gives back the cached blocks under half
    * its size: freed, they would only wait, resident. */

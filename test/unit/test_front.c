@@ -3,6 +3,7 @@
 #include "hakmem.h"
 #include "hak/config.h"
 #include "backend/size_class.h"
+#include "hak/stats.h"
 
 #include <check.h>
 #include <errno.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 START_TEST(malloc_sizes_alignment_usable)
 {
@@ -417,6 +419,53 @@ START_TEST(hardened_guard_before_data)
 }
 END_TEST
 
+/* Every counter of the list answers hak_stats_get under its name and
+ * appears in the JSON totals; an unknown name does not answer; counters
+ * move with the work they count. With -Dstats=false nothing answers. */
+START_TEST(stats_get_answers_every_counter)
+{
+  unsigned long long v = 0;
+  ck_assert_int_eq(hak_stats_get("no_such_counter", &v), -1);
+  if (!HAK_STATS) {
+    ck_assert_int_eq(hak_stats_get("uc_hits", &v), -1);
+    return;
+  }
+  for (unsigned id = 0; id < HAK_STAT_COUNT; id++)
+    ck_assert_msg(hak_stats_get(hak_stat_desc[id].name, &v) == 0, "%s", hak_stat_desc[id].name);
+  unsigned long long large0, large1, frees0, frees1, live;
+  ck_assert_int_eq(hak_stats_get("large_allocs", &large0), 0);
+  ck_assert_int_eq(hak_stats_get("large_frees", &frees0), 0);
+  void *p = hak_malloc(8u << 20);
+  ck_assert_ptr_nonnull(p);
+  ck_assert_int_eq(hak_stats_get("large_allocs", &large1), 0);
+  ck_assert_uint_eq(large1, large0 + 1);
+  hak_free(p);
+  ck_assert_int_eq(hak_stats_get("large_frees", &frees1), 0);
+  ck_assert_uint_eq(frees1, frees0 + 1);
+  void *q = hak_malloc(100);
+  ck_assert_int_eq(hak_stats_get("superslabs_live", &live), 0);
+  ck_assert_uint_ge(live, 1);
+  hak_free(q);
+  char path[] = "/tmp/hakmem-stats-XXXXXX";
+  int fd = mkstemp(path);
+  ck_assert_int_ge(fd, 0);
+  unlink(path);
+  ck_assert_int_eq(hak_stats_write(fd, 1), 0);
+  static char json[64 * 1024];
+  ssize_t n = pread(fd, json, sizeof json - 1, 0);
+  close(fd);
+  ck_assert_int_gt(n, 0);
+  json[n] = 0;
+  const char *totals = strstr(json, "\"totals\":{");
+  ck_assert_ptr_nonnull(totals);
+  for (unsigned id = 0; id < HAK_STAT_COUNT; id++) {
+    char key[64];
+    snprintf(key, sizeof key, "\"%s\":", hak_stat_desc[id].name);
+    ck_assert_msg(strstr(totals, key) != NULL, "%s missing from the totals", key);
+  }
+}
+END_TEST
+
 int main(void)
 {
   Suite *s = suite_create("front");
@@ -430,6 +479,7 @@ int main(void)
   tcase_add_test(tc, realloc_growth_past_small_stays_in_place);
   tcase_add_test(tc, medium_blocks);
   tcase_add_test(tc, one_word_blocks);
+  tcase_add_test(tc, stats_get_answers_every_counter);
   tcase_add_test(tc, aligned_entry_points);
   tcase_add_test(tc, sized_frees_trim_mallopt);
   suite_add_tcase(s, tc);
