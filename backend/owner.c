@@ -24,12 +24,13 @@
 #include "backend/os.h"
 #include "hak/config.h"
 #include "hak/debug.h"
+#include "hak/list.h"
 
 #include <sched.h>
 #include <string.h>
 
 static hak_mutex_t owners_lock = HAK_MUTEX_INIT; /* the live list */
-static hak_owner_t *owners_live;
+static hak_list_node_t *owners_live;
 static unsigned owners_live_count; /* written under owners_lock */
 static _Atomic uint32_t next_tid = 1;
 
@@ -96,10 +97,7 @@ hak_owner_t *backend_owner_new(void)
   o->decay_ms = hak_clock_ms();
   hak_mutex_lock(&owners_lock);
   __atomic_store_n(&owners_live_count, owners_live_count + 1, __ATOMIC_RELAXED);
-  o->live_next = owners_live;
-  if (owners_live)
-    owners_live->live_prev = o;
-  owners_live = o;
+  hak_list_push(&owners_live, &o->live);
   hak_mutex_unlock(&owners_lock);
   return o;
 }
@@ -108,18 +106,13 @@ void backend_owner_retire(hak_owner_t *o)
 {
   /* Off the live list first: no trim can pick this owner up any more. */
   hak_mutex_lock(&owners_lock);
-  if (o->live_prev)
-    o->live_prev->live_next = o->live_next;
-  else
-    owners_live = o->live_next;
-  if (o->live_next)
-    o->live_next->live_prev = o->live_prev;
+  hak_list_remove(&owners_live, &o->live);
   __atomic_store_n(&owners_live_count, owners_live_count - 1, __ATOMIC_RELAXED);
   hak_mutex_unlock(&owners_lock);
   backend_owner_lock(o); /* wait out a trim that is helping this owner */
   backend_owner_unlock(o);
   while (o->owned)
-    backend_ss_release(o, o->owned);
+    backend_ss_release(o, hak_list_entry(o->owned, hak_superslab_t, own));
   /* Every SuperSlab was released, and release empties the inbox of each, so
    * no pusher can still reach this owner. */
   backend_owner_obj_put(o);
@@ -127,23 +120,13 @@ void backend_owner_retire(hak_owner_t *o)
 
 void backend_owner_link(hak_owner_t *o, hak_superslab_t *ss)
 {
-  ss->own_prev = NULL;
-  ss->own_next = o->owned;
-  if (o->owned)
-    o->owned->own_prev = ss;
-  o->owned = ss;
+  hak_list_push(&o->owned, &ss->own);
   o->owned_count++;
 }
 
 static void owner_unlink(hak_owner_t *o, hak_superslab_t *ss)
 {
-  if (ss->own_prev)
-    ss->own_prev->own_next = ss->own_next;
-  else
-    o->owned = ss->own_next;
-  if (ss->own_next)
-    ss->own_next->own_prev = ss->own_prev;
-  ss->own_next = ss->own_prev = NULL;
+  hak_list_remove(&o->owned, &ss->own);
   o->owned_count--;
 }
 
@@ -152,10 +135,8 @@ static void owner_unlink(hak_owner_t *o, hak_superslab_t *ss)
 hak_superslab_t *backend_ss_adopt(hak_owner_t *o, unsigned cls)
 {
   registry_index_lock(cls);
-  hak_reg_link_t *l = registry_index_pop(cls);
-  hak_superslab_t *ss = NULL;
-  if (l) {
-    ss = (hak_superslab_t *)((char *)l - offsetof(hak_superslab_t, index_link));
+  hak_superslab_t *ss = hak_list_entry(registry_index_pop(cls), hak_superslab_t, index_link);
+  if (ss) {
     backend_ss_drain(ss);
     SS_VALIDATE(ss);
     ss->tier = HAK_TIER_HOT;
@@ -186,11 +167,7 @@ static void inbox_to_pending(hak_owner_t *o)
     atomic_store_explicit(&list->notify, NOTIFY_ARMED, memory_order_seq_cst);
     if (!list->pending) {
       list->pending = 1;
-      list->pend_prev = NULL;
-      list->pend_next = o->pending;
-      if (o->pending)
-        o->pending->pend_prev = list;
-      o->pending = list;
+      hak_list_push(&o->pending, &list->pend);
     }
     list = next;
   }
@@ -200,13 +177,7 @@ static void pending_unlink(hak_owner_t *o, hak_superslab_t *ss)
 {
   if (!ss->pending)
     return;
-  if (ss->pend_prev)
-    ss->pend_prev->pend_next = ss->pend_next;
-  else
-    o->pending = ss->pend_next;
-  if (ss->pend_next)
-    ss->pend_next->pend_prev = ss->pend_prev;
-  ss->pend_next = ss->pend_prev = NULL;
+  hak_list_remove(&o->pending, &ss->pend);
   ss->pending = 0;
 }
 
@@ -214,13 +185,14 @@ hak_superslab_t *backend_inbox_take(hak_owner_t *o)
 {
   if (atomic_load_explicit(&o->inbox, memory_order_relaxed) != NULL)
     inbox_to_pending(o);
-  hak_superslab_t *list = o->pending;
-  o->pending = NULL;
-  for (hak_superslab_t *ss = list; ss; ss = ss->pend_next) {
+  hak_list_node_t *first = o->pending;
+  o->pending = NULL; /* the nodes keep their links: the caller walks them */
+  hak_superslab_t *ss;
+  hak_list_for_each(ss, first, pend) {
     ss->pending = 0;
     backend_ss_drain(ss);
   }
-  return list;
+  return hak_list_entry(first, hak_superslab_t, pend);
 }
 
 /* Ownerless SuperSlab with fresh remote frees: collect them under the class
@@ -342,12 +314,13 @@ size_t backend_trim_others(hak_owner_t *self, const hak_owner_trim_ops_t *ops)
 {
   size_t bytes = 0;
   hak_mutex_lock(&owners_lock);
-  for (hak_owner_t *o = owners_live; o; o = o->live_next) {
+  hak_owner_t *o;
+  hak_list_for_each(o, owners_live, live) {
     if (o == self || !backend_owner_trylock(o))
       continue; /* busy owners do their own housekeeping */
     hak_superslab_t *ss = backend_inbox_take(o);
     while (ss) {
-      hak_superslab_t *next = ss->pend_next;
+      hak_superslab_t *next = backend_inbox_next(ss);
       if (!ops->holds(ss) && backend_ss_has_room(ss)) {
         bytes += ss->used == 0 ? HAK_SS_SIZE : 0;
         backend_ss_release(o, ss);
@@ -356,7 +329,8 @@ size_t backend_trim_others(hak_owner_t *self, const hak_owner_trim_ops_t *ops)
     }
     if (o->user)
       bytes += ops->trim(o, o->user);
-    for (hak_superslab_t *t = o->owned; t; t = t->own_next)
+    hak_superslab_t *t;
+    hak_list_for_each(t, o->owned, own)
       bytes += backend_ss_decommit_idle(t);
     backend_owner_helper_unlock(o);
   }
@@ -379,7 +353,8 @@ bool backend_owner_decay_locked(hak_owner_t *o, uint32_t now, bool helping)
   else
     backend_owner_assert_held(o);
   bool pending = false;
-  for (hak_superslab_t *ss = o->owned; ss; ss = ss->own_next) {
+  hak_superslab_t *ss;
+  hak_list_for_each(ss, o->owned, own) {
     if (helping && backend_ss_has_remote(ss))
       backend_ss_drain(ss);
     backend_ss_decay(ss, &pending);
@@ -395,7 +370,8 @@ bool backend_owners_decay_quiet(uint32_t now, uint32_t delay)
 {
   bool pending = false;
   hak_mutex_lock(&owners_lock);
-  for (hak_owner_t *o = owners_live; o; o = o->live_next) {
+  hak_owner_t *o;
+  hak_list_for_each(o, owners_live, live) {
     if (hak_ms_since(now, __atomic_load_n(&o->decay_ms, __ATOMIC_RELAXED)) < 2 * delay)
       continue;
     if (!backend_owner_trylock(o))

@@ -204,12 +204,11 @@ void backend_ss_init(hak_superslab_t *ss, unsigned cls)
   ss->used = 0;
   ss->capacity = backend_ss_capacity(cls);
   ss->room_mask = 0;
-  ss->own_next = ss->own_prev = NULL;
+  ss->own.next = ss->own.prev = NULL;
   ss->free_next = ss->inbox_next = NULL;
-  ss->pend_next = ss->pend_prev = NULL;
+  ss->pend.next = ss->pend.prev = NULL;
   ss->pending = 0;
   ss->index_link.next = ss->index_link.prev = NULL;
-  ss->index_link.linked = false;
   atomic_store_explicit(&ss->remote_head, NULL, memory_order_relaxed);
   atomic_store_explicit(&ss->notify, NOTIFY_ARMED, memory_order_relaxed);
   for (unsigned s = 0; s < HAK_SLABS_PER_SS; s++) {

@@ -37,8 +37,8 @@ _Atomic uint64_t hak_stats_global_atomic[HAK_STAT_COUNT];
 static hak_thread_stats_t stats_sink;
 __thread hak_thread_stats_t *hak_tls_stats = &stats_sink;
 static hak_thread_stats_t stats_exited;   /* folded from exited threads */
-static hak_thread_stats_t *stats_live;
-static hak_thread_stats_t *stats_free;
+static hak_list_node_t *stats_live;
+static hak_list_node_t *stats_free;   /* blocks of exited threads, for reuse */
 static hak_mutex_t stats_lock = HAK_MUTEX_INIT;
 
 void hak_stats_thread_start(void)
@@ -46,9 +46,9 @@ void hak_stats_thread_start(void)
   if (hak_tls_stats != &stats_sink)
     return;
   hak_mutex_lock(&stats_lock);
-  hak_thread_stats_t *ts = stats_free;
+  hak_thread_stats_t *ts = hak_list_entry(stats_free, hak_thread_stats_t, node);
   if (ts) {
-    stats_free = ts->next;
+    hak_list_remove(&stats_free, &ts->node);
   } else {
     void *m = mmap(NULL, sizeof *ts, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     ts = m == MAP_FAILED ? NULL : m;
@@ -57,11 +57,7 @@ void hak_stats_thread_start(void)
     memset(ts->cls, 0, sizeof ts->cls);
     memset(ts->prefill_budget, 0, sizeof ts->prefill_budget);
     memset(ts->prefill_budget_peak, 0, sizeof ts->prefill_budget_peak);
-    ts->prev = NULL;
-    ts->next = stats_live;
-    if (stats_live)
-      stats_live->prev = ts;
-    stats_live = ts;
+    hak_list_push(&stats_live, &ts->node);
     hak_tls_stats = ts;
   }
   hak_mutex_unlock(&stats_lock);
@@ -99,14 +95,8 @@ void hak_stats_thread_fold(void)
     return;
   hak_mutex_lock(&stats_lock);
   add_block(&stats_exited, ts, false);
-  if (ts->prev)
-    ts->prev->next = ts->next;
-  else
-    stats_live = ts->next;
-  if (ts->next)
-    ts->next->prev = ts->prev;
-  ts->next = stats_free;
-  stats_free = ts;
+  hak_list_remove(&stats_live, &ts->node);
+  hak_list_push(&stats_free, &ts->node);
   hak_tls_stats = &stats_sink;
   hak_mutex_unlock(&stats_lock);
 }
@@ -118,7 +108,8 @@ void hak_stats_snapshot(hak_stats_snapshot_t *out)
   hak_mutex_lock(&stats_lock);
   memset(&sum, 0, sizeof sum);
   add_block(&sum, &stats_exited, true);
-  for (hak_thread_stats_t *ts = stats_live; ts; ts = ts->next)
+  hak_thread_stats_t *ts;
+  hak_list_for_each(ts, stats_live, node)
     add_block(&sum, ts, true);
   add_block(&sum, &stats_sink, true);
   for (unsigned id = 0; id < HAK_STAT_COUNT; id++) {

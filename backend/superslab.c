@@ -426,8 +426,8 @@ static bool ownerless_decay(void)
     if (registry_index_length(c) == 0)
       continue;
     registry_index_lock(c);
-    for (hak_reg_link_t *l = registry_index_next(c, NULL); l; l = registry_index_next(c, l)) {
-      hak_superslab_t *ss = (hak_superslab_t *)((char *)l - offsetof(hak_superslab_t, index_link));
+    hak_superslab_t *ss;
+    hak_list_for_each(ss, registry_index_first(c), index_link) {
       backend_ss_decay(ss, &pending);
     }
     registry_index_unlock(c);

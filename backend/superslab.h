@@ -41,6 +41,7 @@
 #include "hak/config.h"
 #include "backend/size_class.h"
 #include "registry/registry.h"
+#include "hak/list.h"
 
 #include <stdatomic.h>
 
@@ -100,12 +101,12 @@ typedef struct hak_superslab {
    * zeroes it whenever the SuperSlab changes hands (new, adopted,
    * released) and never reads it. */
   unsigned char above[HAK_SS_ABOVE_BYTES] __attribute__((aligned(8)));
-  struct hak_superslab *own_next, *own_prev;     /* the owner's list of its SuperSlabs */
+  hak_list_node_t own;                           /* the owner's list of its SuperSlabs */
   struct hak_superslab *free_next;               /* free tier / retire list */
   struct hak_superslab *inbox_next;              /* the owner's inbox (pushed by others) */
-  struct hak_superslab *pend_next, *pend_prev;   /* owner-private: taken off the inbox */
+  hak_list_node_t pend;                          /* owner-private: taken off the inbox */
   uint8_t pending;
-  hak_reg_link_t index_link;                     /* registry per-class index */
+  hak_list_node_t index_link;                    /* registry per-class index */
   /* written by other threads: its own cache line */
   _Atomic(void *) remote_head __attribute__((aligned(64)));
   _Atomic uint32_t notify;
@@ -174,10 +175,10 @@ HAK_INLINE unsigned backend_ss_capacity(unsigned cls)
 struct hak_owner {
   _Atomic(hak_superslab_t *) inbox __attribute__((aligned(64)));
   uint32_t tid __attribute__((aligned(64)));
-  hak_superslab_t *pending;    /* owner-private: notified, not yet handed out */
-  hak_superslab_t *owned;      /* every SuperSlab this owner holds */
+  hak_list_node_t *pending;    /* owner-private: notified, not yet handed out (ss->pend) */
+  hak_list_node_t *owned;      /* every SuperSlab this owner holds (ss->own) */
   size_t owned_count;
-  hak_owner_t *live_next, *live_prev;  /* all live owners, under the owners lock */
+  hak_list_node_t live;                /* all live owners, under the owners lock */
   uint32_t decay_ms;   /* when the last decay pass over its SuperSlabs ran */
   uint32_t ticks;      /* owner-private: slow-path events since the clock was read */
   void *user;                          /* the box above's per-thread state */
@@ -293,10 +294,11 @@ HAK_INLINE unsigned backend_remote_run_cut(void *head, uintptr_t base, unsigned 
 }
 
 /* Owner only: SuperSlabs that got remote frees since the owner last looked,
- * as a list linked by pend_next. Each is re-armed and drained; the caller
- * decides where it goes (it may release some while walking: read pend_next
- * first). */
+ * the first of a list walked with backend_inbox_next. Each is re-armed and
+ * drained; the caller decides where it goes (it may release some while
+ * walking: take the next one first). */
 hak_superslab_t *backend_inbox_take(hak_owner_t *o) HAK_INTERNAL;
+HAK_INLINE hak_superslab_t *backend_inbox_next(hak_superslab_t *ss) { return hak_list_next(ss, pend); }
 
 /* The owner lock. The owner holds it around every slow-path operation on
  * its SuperSlabs (a thread in a free phase, for every free), so that

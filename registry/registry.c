@@ -106,74 +106,51 @@ uint64_t registry_leaves_mapped(void)
 
 static struct {
   hak_mutex_t lock;
-  hak_reg_link_t head;      /* circular sentinel; head.next is popped first */
+  hak_list_node_t *head;    /* popped first: the last pushed */
   size_t length;
 } __attribute__((aligned(64))) reg_index[HAK_NUM_CLASSES];
 
-/* A zeroed pthread mutex is an unlocked default mutex on glibc, so the
- * index works before any constructor ran; fork's child re-initialises. */
+/* A zeroed hak_mutex_t is unlocked and a zeroed list empty, so the index
+ * works before any constructor ran; fork's child re-initialises. */
 static void index_init_one(unsigned c)
 {
   hak_mutex_reinit(&reg_index[c].lock);
 }
 
-static void ensure_head(unsigned c)
-{
-  /* The constructor may not have run yet when malloc is called by an
-   * earlier constructor; a zeroed head is turned into an empty ring here. */
-  if (hak_unlikely(reg_index[c].head.next == NULL))
-    reg_index[c].head.next = reg_index[c].head.prev = &reg_index[c].head;
-}
-
 void registry_index_lock(unsigned c) { hak_mutex_lock(&reg_index[c].lock); }
 void registry_index_unlock(unsigned c) { hak_mutex_unlock(&reg_index[c].lock); }
 
-void registry_index_push(unsigned c, hak_reg_link_t *l)
+void registry_index_push(unsigned c, hak_list_node_t *l)
 {
   hak_mutex_assert_held(&reg_index[c].lock);
-  ensure_head(c);
-  if (l->linked)
+  if (hak_list_linked(&reg_index[c].head, l))
     return;
-  hak_reg_link_t *h = &reg_index[c].head;
-  l->next = h->next;
-  l->prev = h;
-  h->next->prev = l;
-  h->next = l;
-  l->linked = true;
+  hak_list_push(&reg_index[c].head, l);
   __atomic_store_n(&reg_index[c].length, reg_index[c].length + 1, __ATOMIC_RELAXED);
 }
 
-void registry_index_remove(unsigned c, hak_reg_link_t *l)
+void registry_index_remove(unsigned c, hak_list_node_t *l)
 {
   hak_mutex_assert_held(&reg_index[c].lock);
-  if (!l->linked)
+  if (!hak_list_linked(&reg_index[c].head, l))
     return;
-  l->prev->next = l->next;
-  l->next->prev = l->prev;
-  l->next = l->prev = NULL;
-  l->linked = false;
+  hak_list_remove(&reg_index[c].head, l);
   __atomic_store_n(&reg_index[c].length, reg_index[c].length - 1, __ATOMIC_RELAXED);
 }
 
-hak_reg_link_t *registry_index_pop(unsigned c)
+hak_list_node_t *registry_index_pop(unsigned c)
 {
   hak_mutex_assert_held(&reg_index[c].lock);
-  ensure_head(c);
-  hak_reg_link_t *h = &reg_index[c].head;
-  if (h->next == h)
-    return NULL;
-  hak_reg_link_t *l = h->next;
-  registry_index_remove(c, l);
+  hak_list_node_t *l = reg_index[c].head;
+  if (l)
+    registry_index_remove(c, l);
   return l;
 }
 
-hak_reg_link_t *registry_index_next(unsigned c, hak_reg_link_t *l)
+hak_list_node_t *registry_index_first(unsigned c)
 {
   hak_mutex_assert_held(&reg_index[c].lock);
-  ensure_head(c);
-  hak_reg_link_t *h = &reg_index[c].head;
-  hak_reg_link_t *n = l ? l->next : h->next;
-  return n == h ? NULL : n;
+  return reg_index[c].head;
 }
 
 size_t registry_index_length(unsigned c) { return __atomic_load_n(&reg_index[c].length, __ATOMIC_RELAXED); }

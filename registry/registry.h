@@ -40,6 +40,7 @@
 #include "hak/common.h"
 #include "hak/tsan.h"
 #include "hak/lock.h"
+#include "hak/list.h"
 #include <pthread.h>
 #include <stdatomic.h>
 
@@ -123,19 +124,17 @@ HAK_INLINE void registry_read_unlock(void)
 void registry_synchronize(void) HAK_INTERNAL;
 
 /* ---- Per-class index of ownerless SuperSlabs with room. ---------------- */
-typedef struct hak_reg_link {
-  struct hak_reg_link *next, *prev;
-  bool linked;
-} hak_reg_link_t;
 
 void            registry_index_lock(unsigned cls) HAK_INTERNAL;
 void            registry_index_unlock(unsigned cls) HAK_INTERNAL;
-/* The four below need the class lock held. */
-void            registry_index_push(unsigned cls, hak_reg_link_t *link) HAK_INTERNAL;
-void            registry_index_remove(unsigned cls, hak_reg_link_t *link) HAK_INTERNAL;
-hak_reg_link_t *registry_index_pop(unsigned cls) HAK_INTERNAL;
-/* The entry after l (the first one when l is NULL), or NULL: a walk. */
-hak_reg_link_t *registry_index_next(unsigned cls, hak_reg_link_t *l) HAK_INTERNAL;
+/* The four below need the class lock held. An entry is a list node
+ * (hak/list.h) in the SuperSlab's header; pushing one already there does
+ * nothing, nor does removing one that is not. */
+void             registry_index_push(unsigned cls, hak_list_node_t *link) HAK_INTERNAL;
+void             registry_index_remove(unsigned cls, hak_list_node_t *link) HAK_INTERNAL;
+hak_list_node_t *registry_index_pop(unsigned cls) HAK_INTERNAL;
+/* The first entry: walk on with link->next. */
+hak_list_node_t *registry_index_first(unsigned cls) HAK_INTERNAL;
 size_t          registry_index_length(unsigned cls) HAK_INTERNAL;
 
 /* Counters of the registry itself (always kept: these are slow-path events). */

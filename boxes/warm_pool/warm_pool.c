@@ -3,19 +3,20 @@
  *
  * Invariants (per thread, per class k):
  *   - every SuperSlab on k's pool is owned by this thread, has in_pool set,
- *     and is linked through next/prev; k.count is their number;
+ *     and is on k.top's list through its node; k.count is their number;
  *   - k.empties counts pool SuperSlabs with no block out (empty_counted);
+ *   - an owned SuperSlab not on the pool "floats": it had no room when it
+ *     left, and goes back on the pool when a free gives it room.
  *
  * That per-SuperSlab state (wp_ss_t) lives in the bytes the backend keeps
  * for the box above in each header (ss->above): the backend zeroes them
  * when a SuperSlab changes hands, which is "not on a pool".
- *   - an owned SuperSlab not on the pool "floats": it had no room when it
- *     left, and goes back on the pool when a free gives it room.
  */
 #include "boxes/warm_pool/warm_pool.h"
 #include "backend/superslab.h"
 #include "hak/config.h"
 #include "hak/stats.h"
+#include "hak/list.h"
 
 #include <stdatomic.h>
 
@@ -23,7 +24,7 @@
  * to the backend: may_alias, so that reading them as this type is
  * defined). */
 typedef struct __attribute__((may_alias)) wp_ss {
-  hak_superslab_t *next, *prev; /* the class's pool, top first */
+  hak_list_node_t node;         /* the class's pool, top first */
   uint8_t in_pool;
   uint8_t empty_counted;        /* counted in k.empties */
   uint8_t prefilled;            /* prefilled, not carved from yet */
@@ -32,8 +33,15 @@ _Static_assert(sizeof(wp_ss_t) <= HAK_SS_ABOVE_BYTES, "the pool's state fits the
 
 static inline wp_ss_t *wp(const hak_superslab_t *ss) { return (wp_ss_t *)(uintptr_t)ss->above; }
 
+/* The SuperSlab whose pool node n is (NULL for NULL). */
+static inline hak_superslab_t *wp_ss_of(hak_list_node_t *n)
+{
+  return n ? (hak_superslab_t *)(void *)((char *)n - offsetof(wp_ss_t, node) - offsetof(hak_superslab_t, above))
+           : NULL;
+}
+
 typedef struct wp_class {
-  hak_superslab_t *top;
+  hak_list_node_t *top; /* the pool: SuperSlabs' wp_ss_t nodes */
   uint16_t count;
   uint16_t empties;
   uint8_t  budget;     /* prefill budget for the next miss (< HAK_WARM_POOL_MAX) */
@@ -69,13 +77,7 @@ static void budget_on_unused(wp_state_t *st, hak_superslab_t *ss);
 static void pool_unlink(wp_class_t *k, hak_superslab_t *ss)
 {
   wp_ss_t *w = wp(ss);
-  if (w->prev)
-    wp(w->prev)->next = w->next;
-  else
-    k->top = w->next;
-  if (w->next)
-    wp(w->next)->prev = w->prev;
-  w->next = w->prev = NULL;
+  hak_list_remove(&k->top, &w->node);
   w->in_pool = 0;
   k->count--;
   if (w->empty_counted) {
@@ -87,11 +89,7 @@ static void pool_unlink(wp_class_t *k, hak_superslab_t *ss)
 static void pool_link_top(wp_class_t *k, hak_superslab_t *ss)
 {
   wp_ss_t *w = wp(ss);
-  w->prev = NULL;
-  w->next = k->top;
-  if (k->top)
-    wp(k->top)->prev = ss;
-  k->top = ss;
+  hak_list_push(&k->top, &w->node);
   w->in_pool = 1;
   k->count++;
   if (ss->used == 0) {
@@ -142,7 +140,7 @@ static void take_inbox(void)
 {
   hak_superslab_t *ss = backend_inbox_take(wp_tls.owner);
   while (ss) {
-    hak_superslab_t *next = ss->pend_next;
+    hak_superslab_t *next = backend_inbox_next(ss);
     HAK_STAT_ADD(ss->cls, inbox_taken, 1);
     if (wp(ss)->in_pool) {
       if (ss->used == 0)
@@ -227,7 +225,7 @@ static unsigned refill_locked(unsigned cls, unsigned max, void **head, void **ta
 {
   backend_owner_assert_held(wp_tls.owner);
   wp_class_t *k = &wp_tls.cls[cls];
-  for (hak_superslab_t *ss = k->top; ss; ss = k->top) {
+  for (hak_superslab_t *ss = wp_ss_of(k->top); ss; ss = wp_ss_of(k->top)) {
     unsigned n = backend_ss_take(ss, max, head, tail);
     if (hak_likely(n)) {
       wp(ss)->prefilled = 0;
@@ -268,7 +266,7 @@ static unsigned refill_locked(unsigned cls, unsigned max, void **head, void **ta
     }
     pool_link_top(k, ss);
   }
-  hak_superslab_t *ss = k->top;
+  hak_superslab_t *ss = wp_ss_of(k->top);
   unsigned n = backend_ss_take(ss, max, head, tail);
   wp(ss)->prefilled = 0;
   if (wp(ss)->empty_counted && n) {
@@ -405,9 +403,9 @@ static size_t pool_trim_state(wp_state_t *st)
   size_t bytes = 0;
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
     wp_class_t *k = &st->cls[c];
-    hak_superslab_t *ss = k->top;
+    hak_superslab_t *ss = wp_ss_of(k->top);
     while (ss) {
-      hak_superslab_t *next = wp(ss)->next;
+      hak_superslab_t *next = wp_ss_of(wp(ss)->node.next);
       if (ss->used == 0) {
         pool_unlink(k, ss);
         budget_on_unused(st, ss);
@@ -465,7 +463,7 @@ void warm_pool_thread_exit(void)
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
     wp_class_t *k = &wp_tls.cls[c];
     while (k->top)
-      pool_unlink(k, k->top);
+      pool_unlink(k, wp_ss_of(k->top));
   }
   backend_owner_unlock(o);
   backend_owner_retire(o);

@@ -29,6 +29,7 @@
 
 #include "hak/config.h"
 #include "hak/common.h"
+#include "hak/list.h"
 
 #include <stdatomic.h>
 
@@ -87,8 +88,7 @@ typedef struct hak_thread_stats {
   hak_class_stats_t cls[HAK_NUM_CLASSES];
   uint16_t prefill_budget[HAK_NUM_CLASSES];
   uint16_t prefill_budget_peak[HAK_NUM_CLASSES];
-  struct hak_thread_stats *next;   /* list of live threads' blocks */
-  struct hak_thread_stats *prev;
+  hak_list_node_t node;   /* on the list of live blocks, or of free ones */
 } hak_thread_stats_t;
 
 /* Every counter at one moment: per class (0 for GLOBAL ones) and for the

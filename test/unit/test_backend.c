@@ -452,7 +452,7 @@ START_TEST(release_adopt_and_remote_free)
   backend_remote_free(ss, blk[2], blk[1]);
   hak_superslab_t *in = backend_inbox_take(b);
   ck_assert_ptr_eq(in, ss);
-  ck_assert_ptr_null(in->pend_next);
+  ck_assert_ptr_null(backend_inbox_next(in));
   ck_assert_uint_eq(ss->used, 7);
   /* b releases; remote frees to the ownerless SuperSlab are collected at
    * once, and the last one sends it to the free tier. */

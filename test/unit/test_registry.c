@@ -63,7 +63,7 @@ START_TEST(swap_tag_claims_once)
 }
 END_TEST
 
-static hak_reg_link_t links[8];
+static hak_list_node_t links[8];
 
 START_TEST(index_push_pop_remove)
 {
@@ -80,7 +80,7 @@ START_TEST(index_push_pop_remove)
   registry_index_remove(c, &links[3]);
   ck_assert_uint_eq(registry_index_length(c), 7);
   int seen[8] = {0};
-  hak_reg_link_t *l;
+  hak_list_node_t *l;
   while ((l = registry_index_pop(c)) != NULL)
     seen[l - links]++;
   for (int i = 0; i < 8; i++)
