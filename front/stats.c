@@ -138,6 +138,15 @@ HAK_EXPORT const char *hak_version(void) { return HAK_VERSION; }
 #if HAK_STATS
 static bool per_class(unsigned id) { return hak_stat_desc[id].kind != HAK_STAT_GLOBAL; }
 
+/* Did class c count anything? (The output leaves the others out.) */
+static bool class_counted(const hak_stats_snapshot_t *s, unsigned c)
+{
+  for (unsigned id = 0; id < HAK_STAT_COUNT; id++)
+    if (per_class(id) && s->cls[c][id] != 0)
+      return true;
+  return false;
+}
+
 static void format_json(outbuf_t *o, const hak_stats_snapshot_t *s)
 {
   out_str(o, "{\"allocator\":\"hakmem\",\"version\":\"" HAK_VERSION "\",\"variant\":\"" HAK_VARIANT "\",\"pid\":");
@@ -147,10 +156,7 @@ static void format_json(outbuf_t *o, const hak_stats_snapshot_t *s)
   out_str(o, ",\"classes\":[");
   bool first = true;
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
-    bool any = false;
-    for (unsigned id = 0; id < HAK_STAT_COUNT; id++)
-      any |= per_class(id) && s->cls[c][id] != 0;
-    if (!any)
+    if (!class_counted(s, c))
       continue;
     out_str(o, first ? "{\"class\":" : ",{\"class\":");
     first = false;
@@ -202,10 +208,7 @@ static void format_table(outbuf_t *o, const hak_stats_snapshot_t *s)
       out_pad(o, hak_stat_desc[id].heading, 15, true);
   out_str(o, "   warm hit%\n");
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
-    bool any = false;
-    for (unsigned id = 0; id < HAK_STAT_COUNT; id++)
-      any |= per_class(id) && s->cls[c][id] != 0;
-    if (!any)
+    if (!class_counted(s, c))
       continue;
     out_u64_pad(o, c, 5);
     out_u64_pad(o, hak_class_size(c), 7);
