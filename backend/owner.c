@@ -17,7 +17,6 @@
  * An owner releasing a SuperSlab moves ARMED → NEVER, waits out NOTIFYING,
  * and empties its inbox first if NOTIFIED, so an inbox never holds a
  * SuperSlab its owner gave away and a pusher never reads a retired owner.
- *
  */
 #include "backend/superslab.h"
 #include "backend/internal.h"
@@ -33,8 +32,6 @@ static hak_mutex_t owners_lock = HAK_MUTEX_INIT; /* the live list */
 static hak_list_node_t *owners_live;
 static unsigned owners_live_count; /* written under owners_lock */
 static _Atomic uint32_t next_tid = 1;
-
-/* ---- Owners ------------------------------------------------------------- */
 
 /* ---- The owner lock (see superslab.h) ----------------------------------- */
 

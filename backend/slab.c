@@ -16,7 +16,6 @@
  * permutation of the slab's blocks; slab 0 and the SuperSlab's last page
  * are PROT_NONE guards (slab 15 stops short of it), so an overflow off
  * either end of the data faults instead of reaching the next mapping.
- *
  */
 #include "backend/superslab.h"
 #include "backend/internal.h"
