@@ -6,7 +6,7 @@
  * their storage are below the boxes (hak/stats.h, backend/stats.c); the
  * writers are here because they print the variant's configuration, which
  * only the variant's own objects know. Each writer is one loop over
- * HAKMEM_STATS_LIST. Output is formatted into a mapped buffer and written
+ * HAK_STATS_LIST. Output is formatted into a mapped buffer and written
  * with write(2): no stdio, no malloc.
  */
 #include "front/front.h"
