@@ -73,6 +73,7 @@
  */
 #include "backend/large.h"
 #include "backend/os.h"
+#include "backend/retire.h"
 #include "hak/lock.h"
 #include "hak/stats.h"
 #include "registry/registry.h"
@@ -101,7 +102,6 @@
  * program with a few big buffers in flight reuses them even while its live
  * bytes sit at their peak. */
 #define CACHE_FLOOR_BYTES ((size_t)64 << 20)
-#define RETIRE_BATCH  16u
 /* A block keeps at most this much (or its own size, if larger) of a
  * cached mapping's resident pages past its request; the rest goes back. */
 #define LARGE_TRIM_SLACK ((size_t)16 << 20)
@@ -131,18 +131,17 @@ typedef struct cache_entry {
 /* Mappings to unmap once large_lock is released. One locked section
  * retires at most every cache entry and one more mapping, on top of a
  * pending batch short of full. */
-#define UNMAP_LIST_MAX (CACHE_SLOTS + RETIRE_BATCH)
+#define UNMAP_LIST_MAX (CACHE_SLOTS + BACKEND_RETIRE_BATCH)
 typedef struct unmap_list {
   unsigned n;
-  char    *base[UNMAP_LIST_MAX];
-  size_t   size[UNMAP_LIST_MAX];
+  backend_mapping_t m[UNMAP_LIST_MAX];
 } unmap_list_t;
 
 static hak_mutex_t large_lock = HAK_MUTEX_INIT;
 static cache_entry_t cache[CACHE_SLOTS];
 static unsigned cache_len;
 static size_t cache_bytes; /* resident bytes of the cached mappings */
-static struct { char *base; size_t size; } retired[RETIRE_BATCH];
+static backend_mapping_t retired[BACKEND_RETIRE_BATCH];
 static unsigned retired_len;
 /* The largest live bytes seen in the current age period and in the one
  * before it (0 when that one saw no free). */
@@ -232,8 +231,17 @@ static char *map_span(size_t need, size_t align, size_t *size)
   return base;
 }
 
+/* Move the whole pending batch to out, full or not. */
+static void flush_retired_locked(unmap_list_t *out)
+{
+  hak_mutex_assert_held(&large_lock);
+  for (unsigned i = 0; i < retired_len; i++)
+    out->m[out->n++] = retired[i];
+  retired_len = 0;
+}
+
 /* Retire the mapping (base, size): decommit its resident bytes now, unmap
- * it after a grace period. A full batch moves to out. */
+ * it after a grace period (backend/retire.h). A full batch moves to out. */
 static void retire_locked(char *base, size_t size, size_t resident, unmap_list_t *out)
 {
   hak_mutex_assert_held(&large_lock);
@@ -242,36 +250,11 @@ static void retire_locked(char *base, size_t size, size_t resident, unmap_list_t
   retired[retired_len].base = base;
   retired[retired_len].size = size;
   retired_len++;
-  if (retired_len < RETIRE_BATCH)
-    return;
-  for (unsigned i = 0; i < retired_len; i++) {
-    out->base[out->n] = retired[i].base;
-    out->size[out->n] = retired[i].size;
-    out->n++;
-  }
-  retired_len = 0;
+  if (retired_len == BACKEND_RETIRE_BATCH)
+    flush_retired_locked(out);
 }
 
-/* Move the whole pending batch to out, full or not. */
-static void flush_retired_locked(unmap_list_t *out)
-{
-  hak_mutex_assert_held(&large_lock);
-  for (unsigned i = 0; i < retired_len; i++) {
-    out->base[out->n] = retired[i].base;
-    out->size[out->n] = retired[i].size;
-    out->n++;
-  }
-  retired_len = 0;
-}
-
-static void unmap_list(const unmap_list_t *l)
-{
-  if (!l->n)
-    return;
-  registry_synchronize();
-  for (unsigned i = 0; i < l->n; i++)
-    hak_os_unmap(l->base[i], l->size[i]);
-}
+static void unmap_list(const unmap_list_t *l) { backend_unmap_after_grace(l->m, l->n); }
 
 static void cache_remove_locked(unsigned i)
 {

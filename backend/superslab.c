@@ -39,7 +39,7 @@
  * entered under any of these and takes none of them. registry_synchronize()
  * waits for every reader, so it is called with none of these locks held:
  * SuperSlabs and large mappings to unmap are collected under their lock and
- * unmapped after it (unmap_retired, unmap_list).
+ * unmapped after it (backend/retire.h).
  *
  * Fork (front/thread.c): the prepare handler takes liburcu's locks, then
  * owners_lock, every class index lock, backend_lock, large_lock, the
@@ -58,6 +58,7 @@
 #include "backend/superslab.h"
 #include "backend/internal.h"
 #include "backend/os.h"
+#include "backend/retire.h"
 #include "hak/config.h"
 #include "hak/debug.h"
 #include "hak/stats.h"
@@ -68,7 +69,6 @@
 #include <sys/mman.h>
 
 #define FREE_CLEAN_KEEP 8u   /* decommitted empty SuperSlabs kept for reuse */
-#define RETIRE_BATCH  8u     /* unmap after one grace period for this many */
 
 static hak_mutex_t backend_lock = HAK_MUTEX_INIT;
 /* Fresh SuperSlabs come from a reservation: one mapping of several
@@ -163,18 +163,26 @@ static void hdr_free(hak_superslab_t *h)
 
 /* ---- The free tier and unmapping ---------------------------------------- */
 
+/* Unmap the SuperSlabs on list (linked by free_next, tags cleared) after a
+ * grace period, a batch at a time (backend/retire.h); their headers go
+ * back to their pool after it. */
 static void unmap_retired(hak_superslab_t *list)
 {
-  if (!list)
-    return;
-  registry_synchronize();
   while (list) {
-    hak_superslab_t *next = list->free_next;
-    HAK_STAT_CLASS_ADD(list->cls, superslabs_unmapped, 1);
-    HAK_STAT_GLOBAL_SUB(superslabs_live, 1);
-    hak_os_unmap(list->base, HAK_SS_SIZE);
-    hdr_free(list);
-    list = next;
+    backend_mapping_t m[BACKEND_RETIRE_BATCH];
+    hak_superslab_t *hdr[BACKEND_RETIRE_BATCH];
+    unsigned n = 0;
+    for (; list && n < BACKEND_RETIRE_BATCH; list = list->free_next, n++) {
+      hdr[n] = list;
+      m[n].base = list->base;
+      m[n].size = HAK_SS_SIZE;
+    }
+    backend_unmap_after_grace(m, n);
+    for (unsigned i = 0; i < n; i++) {
+      HAK_STAT_CLASS_ADD(hdr[i]->cls, superslabs_unmapped, 1);
+      HAK_STAT_GLOBAL_SUB(superslabs_live, 1);
+      hdr_free(hdr[i]);
+    }
   }
 }
 
@@ -407,7 +415,7 @@ static bool free_tier_decay(void)
     }
     clean = next;
   }
-  if (retire_len >= RETIRE_BATCH || (retire_len && !pending)) {
+  if (retire_len >= BACKEND_RETIRE_BATCH || (retire_len && !pending)) {
     to_unmap = retire_list;
     retire_list = NULL;
     retire_len = 0;
