@@ -11,15 +11,15 @@
  *           read-modify-write), summed over threads; an exiting thread's
  *           block is folded into the totals. Only slow paths count: the
  *           unified cache's hits are derived from a counter the hot path
- *           keeps anyway (uc_fold_stats). Compiled out with -Dstats=false.
+ *           keeps anyway (uc_fold_stats).
  *   GAUGE   per class and thread, merged by maximum over the live threads
  *           (HAK_STAT_GAUGE; a thread's state now, such as its budget).
  *   PEAK    per class and thread, merged by maximum over all threads.
  *   CLASS   per class, one atomic for the process (HAK_STAT_CLASS_ADD).
  *   GLOBAL  one atomic for the process (HAK_STAT_GLOBAL_ADD), or read from
  *           the registry (registry_leaves).
- * CLASS and GLOBAL counters are kept by the backend, which every variant
- * of a build shares, in every build.
+ * With -Dstats=false every counter compiles to nothing (the backend's
+ * objects are built per value of the option, like hardened and colour).
  *
  * The list keeps the THREAD counters first: their ids index a thread's
  * block directly.
@@ -127,13 +127,20 @@ void hak_stats_fork_child(void) HAK_INTERNAL;
 #define HAK_STAT_GAUGE(cls_, name, v) ((void)(cls_), (void)(v))
 #endif
 
-/* The backend's counters: kept in every build (see above). */
+/* The process-wide counters (CLASS and GLOBAL). HAK_STAT_READ reads one
+ * (0 with -Dstats=false). */
+#if HAK_STATS
 #define HAK_STAT_CLASS_ADD(cls_, name, n) \
   atomic_fetch_add_explicit(&hak_stats_class_atomic[HAK_STAT_##name][(cls_)], (n), memory_order_relaxed)
 #define HAK_STAT_GLOBAL_ADD(name, n) \
   atomic_fetch_add_explicit(&hak_stats_global_atomic[HAK_STAT_##name], (n), memory_order_relaxed)
 #define HAK_STAT_GLOBAL_SUB(name, n) \
   atomic_fetch_sub_explicit(&hak_stats_global_atomic[HAK_STAT_##name], (n), memory_order_relaxed)
+#else
+#define HAK_STAT_CLASS_ADD(cls_, name, n) ((void)(cls_), (void)(n))
+#define HAK_STAT_GLOBAL_ADD(name, n) ((void)(n))
+#define HAK_STAT_GLOBAL_SUB(name, n) ((void)(n))
+#endif
 #define HAK_STAT_READ(name) atomic_load_explicit(&hak_stats_global_atomic[HAK_STAT_##name], memory_order_relaxed)
 
 #endif /* HAK_STATS_H */
