@@ -12,6 +12,8 @@
  * kind (one owner's lock, one class index lock; the fork handler, below,
  * takes every class index lock).
  *
+ *   output_lock        front/stats.c  the static snapshot the statistics
+ *                                   output and hak_stats_get fill.
  *   owners_lock        owner.c      the list of live owners. Helpers (the
  *                                   purge pass, malloc_trim) hold it while
  *                                   they try other owners' locks.
@@ -41,11 +43,11 @@
  * SuperSlabs and large mappings to unmap are collected under their lock and
  * unmapped after it (backend/retire.h).
  *
- * Fork (front/thread.c): the prepare handler takes liburcu's locks, then
- * owners_lock, every class index lock, backend_lock, large_lock, the
- * registry mutex and stats_lock, in that order; owners' locks are not
- * taken (a helper holds one only under owners_lock). The parent releases
- * them all, the child re-initialises them.
+ * Fork (front/thread.c): the prepare handler takes output_lock, liburcu's
+ * locks, then owners_lock, every class index lock, backend_lock,
+ * large_lock, the registry mutex and stats_lock, in that order; owners'
+ * locks are not taken (a helper holds one only under owners_lock). The
+ * parent releases them all, the child re-initialises them.
  *
  * Checking builds (-Ddebug_checks=true) assert in every *_locked function
  * that its lock is held (hak/lock.h) and validate slabs and SuperSlabs

@@ -28,11 +28,18 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+/* Held while a snapshot is taken and written out (the snapshots are
+ * static); outermost of the allocator's locks (backend/superslab.c,
+ * "Locks"): fork takes it first. */
+static hak_mutex_t output_lock = HAK_MUTEX_INIT;
+
+void hak_stats_output_fork_prepare(void) { hak_mutex_lock(&output_lock); }
+void hak_stats_output_fork_parent(void) { hak_mutex_unlock(&output_lock); }
+void hak_stats_output_fork_child(void) { hak_mutex_reinit(&output_lock); }
+
 #if HAK_STATS
 /* Everything counted, as of now: what the boxes above keep in counters of
  * their own is folded in first. */
-static hak_mutex_t output_lock = HAK_MUTEX_INIT; /* the snapshots below are static */
-
 static void stats_collect(hak_stats_snapshot_t *out)
 {
   hak_mutex_assert_held(&output_lock);

@@ -39,6 +39,7 @@ static _Atomic int global_state; /* 0 none, 1 in progress, 2 done */
 
 static void fork_prepare(void)
 {
+  hak_stats_output_fork_prepare();
   urcu_bp_before_fork();
   backend_fork_prepare_owners();
   registry_fork_prepare_index();
@@ -55,10 +56,12 @@ static void fork_parent(void)
   backend_fork_parent();
   registry_fork_parent();
   urcu_bp_after_fork_parent();
+  hak_stats_output_fork_parent();
 }
 
 static void fork_child(void)
 {
+  hak_stats_output_fork_child();
   hak_purge_fork_child();
   hak_stats_fork_child();
   large_fork_child();
