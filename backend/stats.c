@@ -3,7 +3,7 @@
  * thread's block of counters, the process's atomics, the fold of an
  * exiting thread and the snapshot every reader works from. Below every
  * box, so that any of them counts without reaching up; the output (JSON,
- * table) is front/stats.c's.
+ * table) is stats_output.c's.
  *
  * Each live thread has a block (mapped, recycled, never freed) on a list
  * under stats_lock; until then, and after it exits, its counts go to a

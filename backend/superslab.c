@@ -12,7 +12,7 @@
  * kind (one owner's lock, one class index lock; the fork handler, below,
  * takes every class index lock).
  *
- *   output_lock        front/stats.c  the static snapshot the statistics
+ *   output_lock        stats_output.c  the static snapshot the statistics
  *                                   output and hak_stats_get fill.
  *   owners_lock        owner.c      the list of live owners. Helpers (the
  *                                   purge pass, malloc_trim) hold it while
@@ -35,7 +35,7 @@
  * Leaves, which nest nothing and come last in any order:
  *   large_lock         large.c      the large-block cache, its batch of
  *                                   retired mappings, the recent peak.
- *   stats_lock         front/stats.c  the list of per-thread counter blocks.
+ *   stats_lock         stats.c      the list of per-thread counter blocks.
  *
  * RCU (liburcu-bp): a registry read section (registry_read_lock) may be
  * entered under any of these and takes none of them. registry_synchronize()

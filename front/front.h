@@ -21,12 +21,10 @@ void hak_purge_thread_maybe_start(void) HAK_INTERNAL;
 void hak_purge_fork_child(void) HAK_INTERNAL;
 bool hak_purge_thread_running(void) HAK_INTERNAL;
 
-/* Statistics output at exit, as HAKMEM_STATS asks (front/stats.c). */
+/* Statistics (front/stats.c): the output at exit, as HAKMEM_STATS asks;
+ * describe_variant tells the writers below what this variant is. */
 void hak_stats_at_start(void) HAK_INTERNAL;
 void hak_stats_at_exit(void) HAK_INTERNAL;
-/* Fork: the output's lock (front/stats.c), taken before every other. */
-void hak_stats_output_fork_prepare(void) HAK_INTERNAL;
-void hak_stats_output_fork_parent(void) HAK_INTERNAL;
-void hak_stats_output_fork_child(void) HAK_INTERNAL;
+void hak_stats_describe_variant(void) HAK_INTERNAL;
 
 #endif /* HAK_FRONT_H */

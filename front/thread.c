@@ -86,6 +86,7 @@ static void global_setup(void)
 {
   int expected = 0;
   if (atomic_compare_exchange_strong(&global_state, &expected, 1)) {
+    hak_stats_describe_variant();
     hak_purge_setup();
     pthread_key_create(&thread_key, thread_teardown);
     uc_set_thread_setup(hak_thread_setup);

@@ -1,9 +1,8 @@
 /*
  * hak/stats.h — the statistics: every counter of the allocator in one list
  * (HAK_STATS_LIST), the storage behind it (backend/stats.c, below every
- * box) and the snapshot that the output and hak_stats_get read. Each
- * writer of the counters (the JSON, the table, hak_stats_get) is one loop
- * over the list.
+ * box), the snapshot, and the output (backend/stats_output.c): the JSON,
+ * the table and hak_stats_get are each one loop over the list.
  *
  * Kinds of counter:
  *   THREAD  per class, counted by the thread that does the work
@@ -111,6 +110,26 @@ void hak_stats_snapshot(hak_stats_snapshot_t *out) HAK_INTERNAL;
 void hak_stats_fork_prepare(void) HAK_INTERNAL;
 void hak_stats_fork_parent(void) HAK_INTERNAL;
 void hak_stats_fork_child(void) HAK_INTERNAL;
+
+/* Output (backend/stats_output.c). What it says of the library comes from
+ * the front, which alone knows its variant's options; fold, if set, adds
+ * the calling thread's counters kept above the backend (uc_fold_stats). */
+typedef struct hak_stats_about {
+  const char *version;
+  const char *variant;
+  const char *config_json; /* the options as one JSON object */
+  const char *config_text; /* the options as name=value words */
+  const char *warm_pool;   /* the warm pool's settings, for its table */
+  void (*fold)(void);
+} hak_stats_about_t;
+enum hak_stats_view { HAK_STATS_VIEW_TABLE, HAK_STATS_VIEW_JSON, HAK_STATS_VIEW_WARM_POOL };
+
+void hak_stats_describe(const hak_stats_about_t *about) HAK_INTERNAL;
+int hak_stats_print(int fd, enum hak_stats_view view) HAK_INTERNAL;
+/* Fork: the output's lock, taken before every other lock. */
+void hak_stats_output_fork_prepare(void) HAK_INTERNAL;
+void hak_stats_output_fork_parent(void) HAK_INTERNAL;
+void hak_stats_output_fork_child(void) HAK_INTERNAL;
 
 #if HAK_STATS
 #define HAK_STAT_ADD(cls_, name, n)                                                       \
