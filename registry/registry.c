@@ -97,6 +97,20 @@ void registry_synchronize(void)
   HAK_TSAN_ACQUIRE(&hak_reg_top);
 }
 
+void registry_walk(unsigned kind, void (*fn)(uintptr_t base, uint64_t tag, void *arg), void *arg)
+{
+  for (size_t top = 0; top < HAK_REG_TOP_SIZE; top++) {
+    hak_reg_leaf_t *leaf = __atomic_load_n(&hak_reg_top[top], __ATOMIC_ACQUIRE);
+    if (!leaf)
+      continue;
+    for (size_t i = 0; i < HAK_REG_LEAF_SIZE; i++) {
+      uint64_t tag = atomic_load_explicit(&leaf->tag[i], memory_order_acquire);
+      if (tag && hak_tag_kind(tag) == kind)
+        fn(((top << HAK_REG_LEAF_BITS) | i) << HAK_SS_SHIFT, tag, arg);
+    }
+  }
+}
+
 uint64_t registry_leaves_mapped(void)
 {
   return atomic_load_explicit(&reg_leaves, memory_order_relaxed);

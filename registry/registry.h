@@ -123,6 +123,14 @@ HAK_INLINE void registry_read_unlock(void)
  * read section. Call with no allocator lock held and outside a read section. */
 void registry_synchronize(void) HAK_INTERNAL;
 
+/* Every chunk whose tag is of kind kind, in address order: fn(base, tag,
+ * arg). For introspection (the census, backend/superslab.h), never a
+ * malloc path: it reads every tag of every leaf mapped (a leaf is 512 KiB
+ * of tags for 64 GiB of address space). Leaves are never unmapped, so the
+ * walk itself needs no lock; what fn reads through a tag needs the read
+ * lock, which the caller holds around the walk. */
+void registry_walk(unsigned kind, void (*fn)(uintptr_t base, uint64_t tag, void *arg), void *arg) HAK_INTERNAL;
+
 /* ---- Per-class index of ownerless SuperSlabs with room. ---------------- */
 
 void            registry_index_lock(unsigned cls) HAK_INTERNAL;
