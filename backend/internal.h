@@ -12,6 +12,15 @@
 /* ss->notify: the remote-free notification states (owner.c). */
 enum { NOTIFY_ARMED = 0, NOTIFY_NOTIFYING = 1, NOTIFY_NOTIFIED = 2, NOTIFY_NEVER = 3 };
 
+/* ss->used changes only in the hands of whoever may touch ss's slabs (its
+ * owner, or for an ownerless one the holder of its class index lock), but
+ * the census (backend_ss_census) reads it from any thread: it is stored
+ * with relaxed atomic stores, the same plain stores on the usual targets. */
+HAK_INLINE void backend_ss_set_used(hak_superslab_t *ss, uint32_t n)
+{
+  __atomic_store_n(&ss->used, n, __ATOMIC_RELAXED);
+}
+
 /* slab.c: set ss up for class cls, keeping what its slabs' dirt says of
  * its pages. */
 void backend_ss_init(hak_superslab_t *ss, unsigned cls) HAK_INTERNAL;

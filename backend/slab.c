@@ -200,7 +200,7 @@ void backend_ss_init(hak_superslab_t *ss, unsigned cls)
   ss->tier = HAK_TIER_HOT;
   memset(ss->above, 0, sizeof ss->above);
   ss->block_size = ci->size;
-  ss->used = 0;
+  backend_ss_set_used(ss, 0);
   ss->capacity = backend_ss_capacity(cls);
   ss->room_mask = 0;
   ss->own.next = ss->own.prev = NULL;
@@ -364,7 +364,7 @@ unsigned backend_ss_take(hak_superslab_t *ss, unsigned max, void **head_out, voi
     if (page_end)
       break;
   }
-  ss->used += n - from_remote;
+  backend_ss_set_used(ss, ss->used + n - from_remote);
   *head_out = head;
   *tail_out = tail;
   return n;
@@ -382,7 +382,9 @@ static inline unsigned put_back(hak_superslab_t *ss, void *p)
   sl->used--;
   slab_reset_if_idle(sl);
   ss->room_mask |= 1u << s;
-  if (--ss->used == 0)
+  const uint32_t used = ss->used - 1;
+  backend_ss_set_used(ss, used);
+  if (used == 0)
     ev |= HAK_SS_BECAME_EMPTY;
   SLAB_VALIDATE(ss, s);
   return ev;
@@ -479,7 +481,7 @@ static inline unsigned splice_slab_run(hak_superslab_t *ss, void **bp, unsigned 
   sl->used = (uint16_t)(sl->used - k);
   slab_reset_if_idle(sl);
   ss->room_mask |= 1u << s;
-  ss->used -= k;
+  backend_ss_set_used(ss, ss->used - k);
   SLAB_VALIDATE(ss, s);
   *bp = b;
   return k;

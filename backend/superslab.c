@@ -95,6 +95,9 @@ static unsigned tier_taken;
 static unsigned tier_demand[TIER_DEMAND_PASSES], tier_demand_at;
 static hak_superslab_t *retire_list;
 static unsigned retire_len;
+/* SuperSlabs mapped, until unmapped (the census; superslabs_live in the
+ * statistics counts the same, but only where they are compiled in). */
+static _Atomic uint64_t ss_mapped;
 
 
 /* ---- Object pools --------------------------------------------------------
@@ -183,6 +186,7 @@ static void unmap_retired(hak_superslab_t *list)
     for (unsigned i = 0; i < n; i++) {
       HAK_STAT_CLASS_ADD(hdr[i]->cls, superslabs_unmapped, 1);
       HAK_STAT_GLOBAL_SUB(superslabs_live, 1);
+      atomic_fetch_sub_explicit(&ss_mapped, 1, memory_order_relaxed);
       hdr_free(hdr[i]);
     }
   }
@@ -328,6 +332,7 @@ hak_superslab_t *backend_ss_new(hak_owner_t *o, unsigned cls)
     }
     HAK_STAT_CLASS_ADD(cls, superslabs_mapped, 1);
     HAK_STAT_GLOBAL_ADD(superslabs_live, 1);
+    atomic_fetch_add_explicit(&ss_mapped, 1, memory_order_relaxed);
   }
   backend_ss_init(ss, cls);
   atomic_store_explicit(&ss->owner, o, memory_order_relaxed);
@@ -335,10 +340,41 @@ hak_superslab_t *backend_ss_new(hak_owner_t *o, unsigned cls)
     hak_os_unmap(ss->base, HAK_SS_SIZE);
     hdr_free(ss);
     HAK_STAT_GLOBAL_SUB(superslabs_live, 1);
+    atomic_fetch_sub_explicit(&ss_mapped, 1, memory_order_relaxed);
     return NULL;
   }
   backend_owner_link(o, ss);
   return ss;
+}
+
+/* ---- Census (superslab.h) ------------------------------------------------ */
+
+static void census_one(uintptr_t base, uint64_t tag, void *arg)
+{
+  (void)base;
+  hak_ss_census_t *c = arg;
+  const hak_superslab_t *ss = hak_tag_hdr(tag);
+  const unsigned cls = hak_tag_class(tag);
+  c->ss[cls]++;
+  c->used[cls] += __atomic_load_n(&ss->used, __ATOMIC_RELAXED);
+  c->in_use++;
+}
+
+void backend_ss_census(hak_ss_census_t *out)
+{
+  memset(out, 0, sizeof *out);
+  hak_mutex_lock(&backend_lock);
+  out->free_tier = (uint64_t)free_dirty_len + free_clean_len + retire_len;
+  hak_mutex_unlock(&backend_lock);
+  registry_read_lock();
+  registry_walk(HAK_KIND_SMALL, census_one, out);
+  registry_read_unlock();
+  /* Read after the walk: a SuperSlab is counted before it is tagged, so
+   * one tagged during the walk is counted here too. One walked, then
+   * untagged and unmapped since (by another thread) is in in_use still. */
+  out->mapped = atomic_load_explicit(&ss_mapped, memory_order_relaxed);
+  if (out->mapped < out->in_use)
+    out->mapped = out->in_use;
 }
 
 /* ---- Decay by time ----------------------------------------------------- */

@@ -404,6 +404,28 @@ unsigned backend_live_owners(void) HAK_INTERNAL;
 
 /* Rare-event counters, always kept (global atomics). */
 
+/* ---- Census ---------------------------------------------------------------
+ * What the SuperSlabs hold, for mallinfo2, malloc_stats and malloc_info
+ * (front/info.c): counted when asked, from a walk of the registry's SMALL
+ * tags and the count of SuperSlabs mapped (kept on the map and unmap slow
+ * paths, whatever -Dstats says). No path that hands blocks out or takes
+ * them back counts anything for it. ss->used is read with relaxed loads
+ * while its owner may change it, so while other threads allocate the
+ * figures are approximate: each SuperSlab's count is one it had during the
+ * walk. Any thread, no allocator lock held, outside any read section. */
+typedef struct hak_ss_census {
+  uint64_t mapped;     /* SuperSlabs mapped, any tier, until unmapped (not
+                        * the untouched reservation they come from) */
+  uint64_t in_use;     /* of those, cut for a class (owned or ownerless);
+                        * the others are empty */
+  uint64_t free_tier;  /* empty ones in the free tier or waiting to be
+                        * unmapped: what malloc_trim unmaps */
+  uint64_t ss[HAK_NUM_CLASSES];    /* SuperSlabs in use, per class */
+  uint64_t used[HAK_NUM_CLASSES];  /* their blocks out: in use, or in a
+                                    * thread's cache (ss->used) */
+} hak_ss_census_t;
+void backend_ss_census(hak_ss_census_t *out) HAK_INTERNAL;
+
 /* Validate p as a block of ss (inside a carved slab, at a block start).
  * Safe only while ss cannot be unmapped (owned, or under the read lock). */
 HAK_INLINE bool backend_ss_is_block(const hak_superslab_t *ss, const void *p)
