@@ -150,11 +150,22 @@ static uint64_t peak_since;
 
 /* Resident bytes (touched) of live large blocks. */
 static _Atomic size_t live_bytes;
+/* Live large blocks and their usable bytes (large_info). */
+static _Atomic size_t live_count, live_usable;
 
 size_t large_live_bytes(void) { return atomic_load_explicit(&live_bytes, memory_order_relaxed); }
 
 static void live_add(size_t n) { atomic_fetch_add_explicit(&live_bytes, n, memory_order_relaxed); }
 static void live_sub(size_t n) { atomic_fetch_sub_explicit(&live_bytes, n, memory_order_relaxed); }
+
+/* A live block's usable bytes change from from to to (0: it starts or ends). */
+static void usable_move(size_t from, size_t to)
+{
+  if (to > from)
+    atomic_fetch_add_explicit(&live_usable, to - from, memory_order_relaxed);
+  else
+    atomic_fetch_sub_explicit(&live_usable, from - to, memory_order_relaxed);
+}
 
 static uint64_t now_ns(void)
 {
@@ -546,6 +557,8 @@ static void *alloc_block(size_t size, size_t align, bool zero, bool cache_only)
     return NULL;
   }
   live_add(end);
+  atomic_fetch_add_explicit(&live_count, 1, memory_order_relaxed);
+  usable_move(0, end - offset);
   if (in_place)
     HAK_STAT_GLOBAL_ADD(large_cache_hits, 1);
   /* Pages that held another block's contents; the rest reads as zero. */
@@ -586,6 +599,8 @@ void large_free(void *p)
     hak_os_fatal("free", "double free detected (large block)", p);
   h->magic = 0;
   live_sub(touched);
+  atomic_fetch_sub_explicit(&live_count, 1, memory_order_relaxed);
+  usable_move(end - offset, 0);
   HAK_STAT_GLOBAL_ADD(large_frees, 1);
   if (offset == HAK_PAGE_SIZE) {
     cache_put(base, size, end, touched);
@@ -597,6 +612,8 @@ void large_free(void *p)
 /* Set the end of live block h's usable bytes. */
 static void set_end(large_hdr_t *h, size_t end)
 {
+  const size_t offset = (size_t)((char *)h->block - h->map_base);
+  usable_move(h->end - offset, end - offset);
   h->end = end;
   if (end > h->touched) {
     live_add(end - h->touched);
@@ -663,6 +680,7 @@ void *large_realloc(void *p, size_t size)
     if (shrinks && h->touched - need >= HAK_SS_SIZE) {
       hak_os_decommit(h->map_base + need, h->touched - need);
       live_sub(h->touched - need);
+      usable_move(h->end - offset, need - offset);
       h->touched = h->end = need;
       size_t span = span_for(need);
       if (h->map_size > span && h->map_size - span >= HAK_SS_SIZE) {
@@ -724,6 +742,17 @@ size_t large_purge(uint64_t now)
   hak_mutex_unlock(&large_lock);
   unmap_list(&out);
   return bytes;
+}
+
+void large_info(large_info_t *out)
+{
+  out->live = atomic_load_explicit(&live_count, memory_order_relaxed);
+  out->live_usable = atomic_load_explicit(&live_usable, memory_order_relaxed);
+  out->live_bytes = atomic_load_explicit(&live_bytes, memory_order_relaxed);
+  hak_mutex_lock(&large_lock);
+  out->cached = cache_len;
+  out->cached_bytes = cache_bytes;
+  hak_mutex_unlock(&large_lock);
 }
 
 size_t large_trim(void)

@@ -48,6 +48,20 @@ size_t large_purge(uint64_t now_ns) HAK_INTERNAL;
  * large_cache_hits, large_cache_grows, large_moves). */
 size_t   large_live_bytes(void) HAK_INTERNAL;
 
+/* What the large blocks hold now (mallinfo2, malloc_info: front/info.c),
+ * from gauges kept on the large paths whatever -Dstats says, and the
+ * cache's own figures. Any thread; takes large_lock. */
+typedef struct large_info {
+  size_t live;          /* live large blocks */
+  size_t live_usable;   /* their usable bytes (malloc_usable_size) */
+  size_t live_bytes;    /* their mappings' bytes that may be resident: from
+                         * the mapping's start (header page) to the block's
+                         * end; not the room reserved after it */
+  size_t cached;        /* freed mappings kept in the cache for reuse */
+  size_t cached_bytes;  /* their resident bytes */
+} large_info_t;
+void large_info(large_info_t *out) HAK_INTERNAL;
+
 void large_fork_prepare(void) HAK_INTERNAL;
 void large_fork_parent(void) HAK_INTERNAL;
 void large_fork_child(void) HAK_INTERNAL;
