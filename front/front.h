@@ -27,4 +27,9 @@ void hak_stats_at_start(void) HAK_INTERNAL;
 void hak_stats_at_exit(void) HAK_INTERNAL;
 void hak_stats_describe_variant(void) HAK_INTERNAL;
 
+/* mallinfo from mallinfo2 (front/info.c): every field saturates at
+ * INT_MAX instead of wrapping. */
+struct mallinfo2;
+struct mallinfo hak_mallinfo_saturate(const struct mallinfo2 *m) HAK_INTERNAL;
+
 #endif /* HAK_FRONT_H */

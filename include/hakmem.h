@@ -13,6 +13,8 @@
 #define HAKMEM_H
 
 #include <stddef.h>
+#include <stdio.h>
+#include <malloc.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -37,6 +39,18 @@ void   hak_free_sized(void *ptr, size_t size);
 void   hak_free_aligned_sized(void *ptr, size_t alignment, size_t size);
 int    hak_malloc_trim(size_t pad);
 int    hak_mallopt(int param, int value);
+
+/*
+ * glibc's introspection functions, answered with hakmem's figures (see
+ * hakmem(3), MEMORY FIGURES): the standard names are the same functions.
+ * hak_mallinfo's int fields saturate at INT_MAX. hak_malloc_stats writes a
+ * summary to stderr; hak_malloc_info writes XML (root <malloc
+ * version="hakmem-1">) to fp, and fails with EINVAL when options is not 0.
+ */
+struct mallinfo2 hak_mallinfo2(void);
+struct mallinfo  hak_mallinfo(void);
+void   hak_malloc_stats(void);
+int    hak_malloc_info(int options, FILE *fp);
 
 /* The library's version string, e.g. "0.1.0". */
 const char *hak_version(void);
