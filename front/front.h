@@ -29,6 +29,7 @@ void hak_stats_describe_variant(void) HAK_INTERNAL;
 
 /* mallinfo from mallinfo2 (front/info.c): every field saturates at
  * INT_MAX instead of wrapping. */
+struct mallinfo;
 struct mallinfo2;
 struct mallinfo hak_mallinfo_saturate(const struct mallinfo2 *m) HAK_INTERNAL;
 
