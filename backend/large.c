@@ -578,6 +578,18 @@ bool large_is_block(const void *p)
   return h->magic == LARGE_MAGIC && h->block == p;
 }
 
+bool large_was_freed(const void *p)
+{
+  if (((uintptr_t)p & (HAK_PAGE_SIZE - 1)) != 0)
+    return false;
+  bool found = false;
+  hak_mutex_lock(&large_lock);
+  for (unsigned i = 0; i < cache_len && !found; i++)
+    found = cache[i].base + HAK_PAGE_SIZE == (const char *)p; /* cached blocks start a page in */
+  hak_mutex_unlock(&large_lock);
+  return found;
+}
+
 size_t large_usable_size(const void *p)
 {
   const large_hdr_t *h = hdr_of(p);

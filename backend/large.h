@@ -32,6 +32,9 @@ size_t large_usable_size(const void *p) HAK_INTERNAL;
 size_t large_mapping_size(const void *p) HAK_INTERNAL;
 /* Under the registry read lock: is p exactly the start of a live large block? */
 bool   large_is_block(const void *p) HAK_INTERNAL;
+/* Was p a large block whose mapping now waits in the cache (freed, not
+ * handed out again)? Free's slow path names a double free with it. */
+bool   large_was_freed(const void *p) HAK_INTERNAL;
 /* Drop the cache (malloc_trim); bytes given back. */
 size_t large_trim(void) HAK_INTERNAL;
 /* Give back the cached mappings unused for longer than the age limit at

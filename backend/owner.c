@@ -335,6 +335,30 @@ size_t backend_trim_others(hak_owner_t *self, const hak_owner_trim_ops_t *ops)
   return bytes;
 }
 
+bool backend_ss_holds_free_elsewhere(hak_owner_t *self, hak_superslab_t *ss, unsigned cls, const void *p)
+{
+  bool held = false;
+  hak_mutex_lock(&owners_lock);
+  hak_owner_t *owner = atomic_load_explicit(&ss->owner, memory_order_acquire), *o;
+  hak_list_for_each(o, owners_live, live) {
+    if (o != owner || o == self)
+      continue;
+    if (backend_owner_trylock(o)) {
+      held = backend_ss_is_owner(ss, o) && ss->cls == cls && backend_ss_holds_free(ss, p);
+      backend_owner_helper_unlock(o);
+    }
+    break;
+  }
+  if (owner == NULL) {
+    registry_index_lock(cls);
+    held = backend_ss_is_owner(ss, NULL) && ss->cls == cls && ss->tier != HAK_TIER_FREE &&
+           backend_ss_holds_free(ss, p);
+    registry_index_unlock(cls);
+  }
+  hak_mutex_unlock(&owners_lock);
+  return held;
+}
+
 /* ---- Help for quiet owners: decay ---------------------------------------- */
 
 unsigned backend_live_owners(void) { return __atomic_load_n(&owners_live_count, __ATOMIC_RELAXED); }

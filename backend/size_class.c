@@ -42,13 +42,13 @@ const hak_class_check_t hak_class_check_by_key[HAK_NUM_CLASSES + 1] = {
 };
 _Static_assert(sizeof(hak_class_check_t) == 8, "one scaled index");
 
-/* size → class key for sizes up to HAK_TINY_MAX: one word for up to 8
- * bytes (hardened builds keep a canary in a free block's second word, so
- * they have no one-word blocks and start at 16), else step T of the
- * 16-byte grid, through i = (n + 15) / 16. */
+/* size → class key for sizes up to HAK_TINY_MAX: step T of the 16-byte
+ * grid, through i = (n + 15) / 16. Sizes up to 8 take 16 bytes as well: a
+ * free block keeps the double-free check word in its second word (see
+ * boxes/unified_cache/unified_cache.h), so class 0 is never handed out. */
 #define T(i) ((i) <= 8 ? ((i) ? (i) - 1 : 0) : \
   (i) <= 16 ? 8 + (i) - 9 : (i) <= 32 ? 16 + ((i) - 17) / 2 : 24 + ((i) - 33) / 4)
-#define S(n) ((n) <= HAK_WORD_MAX && !HAK_HARDENED ? 1 : T(((n) + 15) / 16) + 2)
+#define S(n) (T(((n) + 15) / 16) + 2)
 #define S4(n) S(n), S(n + 1), S(n + 2), S(n + 3)
 #define S16(n) S4(n), S4(n + 4), S4(n + 8), S4(n + 12)
 #define S64(n) S16(n), S16(n + 16), S16(n + 32), S16(n + 48)

@@ -2,14 +2,14 @@
  * backend/size_class.h — size → class, class → block size, and the O(1)
  * check that an offset inside a slab is the start of a block.
  *
- * Class 0 is 8 bytes, one word, for requests of up to 8 bytes (strings,
- * small nodes): 8-byte aligned, as much as an object that small can need.
+ * Class 0 (8 bytes, one word) is in the tables but never served: a free
+ * block keeps its link in its first word and the double-free check word
+ * in its second, so requests of up to 8 bytes take class 1 too.
  * Classes 1..8 are 16..128 bytes in 16-byte steps; classes 9..96 are eight
  * per doubling from 144 to 262144 bytes, so the waste above 128 bytes is
  * under 12.5%. Every class size from class 1 on is a multiple of 16, so
- * every block of 16 bytes or more is 16-byte aligned (slabs start at 64
- * KiB boundaries). A one-word block has no second word: nothing may be
- * kept there (see hak_class_two_words). Hardened builds do not use class 0.
+ * every block is 16-byte aligned (slabs start at 64 KiB boundaries), as
+ * glibc's are.
  *
  * Slabs. The small classes (0..72, up to HAK_SMALL_MAX) carve 64 KiB
  * slabs. A medium class (73..96) carves slabs of four of its largest
@@ -83,9 +83,10 @@ HAK_INLINE unsigned hak_class_of(size_t n)       /* n <= HAK_MEDIUM_MAX */
 
 HAK_INLINE size_t hak_class_size(unsigned c) { return hak_class_info[c].size; }
 
-/* Do class c's blocks have a second word (room for a hint beside the
- * free-list link)? All but the one-word class. */
-HAK_INLINE bool hak_class_two_words(unsigned c) { return c != 0; }
+/* Do class c's blocks have a third word? A free block's first word is its
+ * link and its second the check word; the third, where there is one, may
+ * carry a remote chain's prefetch hint (superslab.h). All from 32 bytes. */
+HAK_INLINE bool hak_class_has_hint_word(unsigned c) { return c >= 2; }
 
 /* True when off (an offset inside a 64 KiB slab) is the start of one of
  * the slab's blocks: a multiply and a rotate, no division. */

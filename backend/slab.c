@@ -257,8 +257,8 @@ static inline void block_out_check(hak_superslab_t *ss, void *b)
 static inline void remote_prefetch_hint(const hak_superslab_t *ss, const void *b)
 {
 #if !HAK_HARDENED
-  if (hak_class_two_words(ss->cls)) /* one-word blocks carry no hint */
-    __builtin_prefetch(((void *const *)b)[1], 1); /* the chain's hint, see superslab.h */
+  if (hak_class_has_hint_word(ss->cls)) /* two-word blocks carry no hint */
+    __builtin_prefetch(((void *const *)b)[2], 1); /* the chain's hint, see superslab.h */
 #else
   (void)ss;
   (void)b;
@@ -394,6 +394,26 @@ unsigned backend_ss_free_local(hak_superslab_t *ss, void *p)
 {
   block_out_check(ss, p);
   return put_back(ss, p);
+}
+
+bool backend_ss_holds_free(hak_superslab_t *ss, const void *p)
+{
+  const unsigned s = backend_slab_index(ss, p);
+  const hak_slab_t *sl = &ss->slabs[s];
+  if (sl->used == 0)
+    return true;
+  unsigned left = sl->capacity; /* a bound, should a list be corrupt */
+  for (const void *b = sl->free; b && left; b = link_code(sl, b, *(void *const *)b), left--)
+    if (b == p)
+      return true;
+  /* Other threads only push in front of what is there, and only the owner
+   * takes the chain: the blocks behind its head stay put while we walk. */
+  left = ss->capacity;
+  for (const void *b = atomic_load_explicit(&ss->remote_head, memory_order_acquire); b && left;
+       b = *(void *const *)b, left--)
+    if (b == p)
+      return true;
+  return false;
 }
 
 /* In the same slab s of ss? (A block of another SuperSlab, below or above

@@ -231,6 +231,15 @@ unsigned backend_ss_free_local(hak_superslab_t *ss, void *p) HAK_INTERNAL;
  * after the run, *count its length. Returns the transitions it caused. */
 unsigned backend_ss_free_run(hak_superslab_t *ss, void *b, unsigned n, void **rest,
                              unsigned *count) HAK_INTERNAL;
+/* Owner only: is block p of ss free (on its slab's free list, in an idle
+ * slab, or on the remote chain)? The double-free check's confirmation. */
+bool backend_ss_holds_free(hak_superslab_t *ss, const void *p) HAK_INTERNAL;
+/* The same for a SuperSlab of class cls that self does not own: another
+ * owner's (tried like a helper: false when that owner is busy) or an
+ * ownerless one (under its class index lock). self holds no owner lock. */
+bool backend_ss_holds_free_elsewhere(hak_owner_t *self, hak_superslab_t *ss, unsigned cls, const void *p)
+  HAK_INTERNAL;
+
 /* Owner only: move remote frees onto the slabs; returns how many. */
 unsigned backend_ss_drain(hak_superslab_t *ss) HAK_INTERNAL;
 HAK_INLINE bool backend_ss_has_room(const hak_superslab_t *ss) { return ss->room_mask != 0; }
@@ -247,19 +256,18 @@ void backend_remote_free(hak_superslab_t *ss, void *head, void *tail) HAK_INTERN
  * through their first word (a bin's blocks, in the order the bin held
  * them): the run of blocks that starts at the list's head and stays in one
  * SuperSlab. Its links are kept as they are. Plain builds also leave in
- * each block's second word, when its class has one (hints), a prefetch
- * hint: the block HAK_REMOTE_AHEAD places further down the run, or NULL.
- * The owner's drain reads the chain one
- * link at a time, and the blocks' lines are usually in the freeing
+ * each block's third word, when its class has one (hints; the second is
+ * the double-free check word), a prefetch hint: the block
+ * HAK_REMOTE_AHEAD places further down the run, or NULL. The owner's
+ * drain reads the chain one link at a time, and the blocks' lines are usually in the freeing
  * thread's cache, so each link is a miss on the critical path; the hint
  * lets the drain start the next misses early. The hint is only advice: any
- * value in it is safe. Hardened builds keep their double-free canary in
- * that word and write no hint. */
+ * value in it is safe. Hardened builds write no hint. */
 #define HAK_REMOTE_AHEAD 4u
 
 /* Cut the run at the head of the list head (at most max >= 1 blocks, all
  * in the SuperSlab at base, which holds head; hints: their class has a
- * second word, hak_class_two_words). Returns its length; *tail gets its
+ * third word, hak_class_has_hint_word). Returns its length; *tail gets its
  * last block, *rest the block that followed it (the last block's link,
  * whatever it is, when the run took max blocks). */
 HAK_INLINE unsigned backend_remote_run_cut(void *head, uintptr_t base, unsigned max, bool hints, void **tail,
@@ -276,9 +284,9 @@ HAK_INLINE unsigned backend_remote_run_cut(void *head, uintptr_t base, unsigned 
     void *next = *(void **)b;
 #if !HAK_HARDENED
     if (hints) {
-      ((void **)b)[1] = NULL;
+      ((void **)b)[2] = NULL;
       if (n >= HAK_REMOTE_AHEAD) {
-        ((void **)behind)[1] = b;
+        ((void **)behind)[2] = b;
         behind = *(void **)behind;
       }
     }

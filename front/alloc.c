@@ -176,7 +176,9 @@ static HAK_NOINLINE void free_slow(void *p, const char *fn)
     large_free(p);
     return;
   default:
-    hak_os_fatal(fn, "invalid pointer (not allocated by hakmem)", p);
+    if (large_was_freed(p))
+      hak_os_fatal(fn, "double free detected", p);
+    hak_os_fatal(fn, "invalid pointer (not allocated by hakmem, or freed already)", p);
   }
 }
 
@@ -302,8 +304,8 @@ HAK_EXPORT void *hak_reallocarray(void *p, size_t nmemb, size_t size)
 
 static void *alloc_aligned(size_t align, size_t n)
 {
-  /* malloc's blocks are 16-byte aligned, but one-word blocks only 8 */
-  if (align <= HAK_ALIGNMENT && (align <= HAK_WORD_MAX || n > HAK_WORD_MAX))
+  /* every block malloc hands out is 16-byte aligned */
+  if (align <= HAK_ALIGNMENT)
     return hak_malloc(n);
   if (hak_unlikely(n > HAK_MAX_REQUEST || align > HAK_MAX_REQUEST / 2)) {
     errno = ENOMEM;

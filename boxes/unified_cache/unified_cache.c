@@ -279,7 +279,18 @@ static void uc_secrets_init(void)
     }
 }
 #else
-static void uc_secrets_init(void) {}
+uintptr_t uc_check_word;
+
+/* The check word, once per process (the first thread to get here). Its
+ * low bit is set: never 0, which fresh memory holds. */
+static void uc_secrets_init(void)
+{
+  if (__atomic_load_n(&uc_check_word, __ATOMIC_RELAXED) == 0) {
+    uintptr_t zero = 0;
+    __atomic_compare_exchange_n(&uc_check_word, &zero, (uintptr_t)hak_random64() | 1, false, __ATOMIC_RELAXED,
+                                __ATOMIC_RELAXED);
+  }
+}
 #endif
 
 void uc_thread_init(void)
@@ -332,9 +343,7 @@ void *uc_refill(unsigned c)
     fill += (int32_t)(n - 1);
   }
   bin_rebase(c, fill);
-#if HAK_HARDENED
-  ((uintptr_t *)head)[1] = 0; /* handed out: no canary */
-#endif
+  ((uintptr_t *)head)[1] = 0; /* handed out: no check word, no canary */
   return head;
 }
 
@@ -477,8 +486,8 @@ void uc_flush(unsigned c)
  * another class needs the chain's slot, or when the thread drains its
  * bins (exit, malloc_trim). The thread's state must stay small (see
  * UC_DOUBLINGS): UC_FOREIGN_SLOTS chains, class c in slot c % slots, and
- * a chain's head block keeps its class and length in its second word
- * (these blocks are over 1 KiB). The table's classes keep the bins' way:
+ * a chain's head block keeps its class and length in its third word
+ * (these blocks are over 1 KiB; the second is the check word). The table's classes keep the bins' way:
  * their blocks are cheap to write, and producer/consumer programs pass
  * them by the thousand, which the bins batch best. */
 #define UC_FOREIGN_SPLIT (HAK_UNIFIED_CACHE && HAK_WARM_POOL && !HAK_HARDENED)
@@ -501,7 +510,7 @@ static void foreign_flush(unsigned slot)
   void *head = uc_foreign[slot];
   if (!head)
     return;
-  const uintptr_t meta = ((uintptr_t *)head)[1];
+  const uintptr_t meta = ((uintptr_t *)head)[2];
   const unsigned c = (unsigned)(meta >> 16);
   uc_foreign[slot] = NULL;
   warm_pool_return(c, head, (unsigned)(meta & 0xffff));
@@ -517,18 +526,19 @@ void uc_push_checked(uintptr_t ckey, void *p)
     const unsigned slot = c % UC_FOREIGN_SLOTS;
     void *h = uc_foreign[slot];
     unsigned n = 0;
+    if (hak_unlikely(((uintptr_t *)p)[1] == uc_check_word))
+      uc_check_suspect(ckey, p);
+    ((uintptr_t *)p)[1] = uc_check_word;
     if (h) {
-      if ((unsigned)(((uintptr_t *)h)[1] >> 16) != c) {
+      if ((unsigned)(((uintptr_t *)h)[2] >> 16) != c) {
         foreign_flush(slot);
         h = NULL;
       } else {
-        n = (unsigned)(((uintptr_t *)h)[1] & 0xffff);
+        n = (unsigned)(((uintptr_t *)h)[2] & 0xffff);
       }
     }
-    if (hak_unlikely(h == p)) /* freed twice in a row */
-      uc_double_free(p);
     *(void **)p = h; /* plain links: the chain ends in NULL */
-    ((uintptr_t *)p)[1] = foreign_meta(c, n + 1);
+    ((uintptr_t *)p)[2] = foreign_meta(c, n + 1);
     uc_foreign[slot] = p;
     if (n + 1 >= foreign_batch_of(c))
       foreign_flush(slot);
@@ -545,9 +555,9 @@ unsigned uc_foreign_length(unsigned c)
   return 0;
 #else
   const void *h = uc_foreign[c % UC_FOREIGN_SLOTS];
-  if (!h || (unsigned)(((const uintptr_t *)h)[1] >> 16) != c)
+  if (!h || (unsigned)(((const uintptr_t *)h)[2] >> 16) != c)
     return 0;
-  return (unsigned)(((const uintptr_t *)h)[1] & 0xffff);
+  return (unsigned)(((const uintptr_t *)h)[2] & 0xffff);
 #endif
 }
 
@@ -556,12 +566,51 @@ void uc_double_free(void *p)
   hak_os_fatal("free", "double free detected", p);
 }
 
+/* Is p on this thread's foreign chain for class c? */
+static bool foreign_holds(unsigned c, const void *p)
+{
+#if UC_FOREIGN_SPLIT
+  const void *q = uc_foreign[c % UC_FOREIGN_SLOTS];
+  if (!q || (unsigned)(((const uintptr_t *)q)[2] >> 16) != c)
+    return false;
+  for (unsigned i = 0; q && i < UC_FOREIGN_BATCH_MOST; i++, q = *(void *const *)q)
+    if (q == p)
+      return true;
+#else
+  (void)c;
+  (void)p;
+#endif
+  return false;
+}
+
+/* The places a free block can be that this thread may look at. A block in
+ * another thread's bin, or on a SuperSlab another thread owns, is not
+ * found: the free goes on (no worse than no check). The bin's walk is
+ * bounded by its length, which the fill tracking knows. */
+void uc_check_suspect(uintptr_t ckey, const void *p)
+{
+  const unsigned c = (unsigned)ckey - 1;
+  HAK_STAT_ADD(c, uc_suspects, 1);
+  if (uc_holds_recent(c, p, UINT32_MAX) || foreign_holds(c, p) || warm_pool_holds_free(c, p))
+    uc_double_free((void *)p);
+}
+
+void uc_push_suspect(uintptr_t ckey, void *p)
+{
+  uc_check_suspect(ckey, p);
+  uc_bin_push(ckey, p); /* its second word holds the check word already */
+}
+
 void uc_free_direct(unsigned c, void *p)
 {
 #if HAK_HARDENED
   if (((uintptr_t *)p)[1] == uc_canary(p))
     uc_double_free(p);
   ((uintptr_t *)p)[1] = uc_canary(p);
+#else
+  if (hak_unlikely(((uintptr_t *)p)[1] == uc_check_word))
+    uc_check_suspect((uintptr_t)c + 1, p);
+  ((uintptr_t *)p)[1] = uc_check_word;
 #endif
   warm_pool_return(c, p, 1);
 }

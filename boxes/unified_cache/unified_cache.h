@@ -21,6 +21,15 @@
  * blocks than it holds grows past its usual limit, within a byte bound
  * (see unified_cache.c).
  *
+ * Double free. A free block's second word holds the check word, a random
+ * per-process secret (glibc's tcache keeps a key the same way); free tests
+ * it before the push and writes it, and a pop clears it. A block that
+ * holds the check word when it is freed is only a suspect: user data may
+ * hold the same bytes, so the slow path (uc_check_suspect) looks for the
+ * block where free blocks are — this thread's bin and foreign chains, its
+ * slab's free list and its SuperSlab's remote chain when this thread owns
+ * it — and aborts only when it finds it there.
+ *
  * Hardened builds: links are stored as next ^ key ^ (address >> 4) with a
  * per-thread random key, and a popped link must lead to a block of the same
  * class or the process aborts; a freed block carries a canary in its second
@@ -48,6 +57,16 @@ typedef struct uc_bin {
 extern __thread uc_bin_t uc_bins_by_key[HAK_NUM_CLASSES + 1] HAK_INTERNAL;
 #define UC_BIN(c) (&uc_bins_by_key[(c) + 1])
 
+#if !HAK_HARDENED
+/* What a free block's second word holds (see above); set once, before the
+ * first block is handed out, never 0. */
+extern uintptr_t uc_check_word HAK_INTERNAL;
+#endif
+/* p, a block of class key ckey, holds the check word: abort if it is
+ * free (uc_check_suspect), or return; uc_push_suspect then caches it. */
+void uc_check_suspect(uintptr_t ckey, const void *p) HAK_INTERNAL;
+void uc_push_suspect(uintptr_t ckey, void *p) HAK_INTERNAL;
+
 #if HAK_HARDENED
 extern __thread uintptr_t uc_link_secret HAK_INTERNAL;
 extern uintptr_t uc_canary_secret HAK_INTERNAL;
@@ -69,8 +88,8 @@ HAK_INLINE void *uc_pop(unsigned c)
 #if HAK_HARDENED
     if (hak_unlikely(next && (registry_class_key(next) != c + 1 || ((uintptr_t)next & 15))))
       uc_bad_link(p);
-    ((uintptr_t *)p)[1] = 0;
 #endif
+    ((uintptr_t *)p)[1] = 0; /* handed out: no check word, no canary */
     b->head = next;
     b->avail++;
   }
@@ -85,33 +104,44 @@ HAK_INLINE void *uc_pop(unsigned c)
 void *uc_refill(unsigned c) HAK_INTERNAL;
 /* Slow path of free: the bin of class c went over its limit. */
 void uc_flush(unsigned c) HAK_INTERNAL;
-/* Abort: p is already the top of its bin. */
+/* Abort: p was freed already. */
 __attribute__((noreturn)) void uc_double_free(void *p) HAK_INTERNAL;
 /* Free p of class c without the cache (cache off, or thread gone). */
 void uc_free_direct(unsigned c, void *p) HAK_INTERNAL;
 
-/* Cache p, a block of class key ckey (class ckey - 1): the free path has
- * the key at hand, and the bins are indexed by it. */
-HAK_INLINE void uc_push_by_key(uintptr_t ckey, void *p)
+/* Put p, a free block of class key ckey whose second word is set, on its
+ * bin. */
+HAK_INLINE void uc_bin_push(uintptr_t ckey, void *p)
 {
-#if HAK_UNIFIED_CACHE
-  const unsigned c = (unsigned)ckey - 1;
   uc_bin_t *b = &uc_bins_by_key[ckey];
-  void *h = b->head;
-  if (hak_unlikely(h == p)) /* freed twice in a row: would make a cycle */
-    uc_double_free(p);
-#if HAK_HARDENED
-  if (hak_unlikely(((uintptr_t *)p)[1] == uc_canary(p)))
-    uc_double_free(p);
-  ((uintptr_t *)p)[1] = uc_canary(p);
-#endif
-  *(void **)p = uc_link(p, h);
+  *(void **)p = uc_link(p, b->head);
   b->head = p;
 #if HAK_STATS
   b->pushes++;
 #endif
   if (hak_unlikely(--b->avail < 0))
-    uc_flush(c);
+    uc_flush((unsigned)ckey - 1);
+}
+
+/* Cache p, a block of class key ckey (class ckey - 1): the free path has
+ * the key at hand, and the bins are indexed by it. A suspect leaves by a
+ * tail call, so the hot path saves no register for it. */
+HAK_INLINE void uc_push_by_key(uintptr_t ckey, void *p)
+{
+#if HAK_UNIFIED_CACHE
+#if HAK_HARDENED
+  if (hak_unlikely(((uintptr_t *)p)[1] == uc_canary(p)))
+    uc_double_free(p);
+  ((uintptr_t *)p)[1] = uc_canary(p);
+#else
+  const uintptr_t check = uc_check_word;
+  if (hak_unlikely(((uintptr_t *)p)[1] == check)) {
+    uc_push_suspect(ckey, p);
+    return;
+  }
+  ((uintptr_t *)p)[1] = check;
+#endif
+  uc_bin_push(ckey, p);
 #else
   uc_free_direct((unsigned)ckey - 1, p);
 #endif

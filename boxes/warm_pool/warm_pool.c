@@ -343,6 +343,26 @@ bool warm_pool_owns(const void *p)
   return wp_tls.owner != NULL && backend_ss_is_owner(backend_ss_of(p), wp_tls.owner);
 }
 
+/* In a registry read section: the SuperSlab cannot be unmapped while its
+ * lists are walked. */
+bool warm_pool_holds_free(unsigned cls, const void *p)
+{
+  hak_owner_t *me = wp_tls.owner;
+  bool mine = false, held = false;
+  registry_read_lock();
+  hak_superslab_t *ss = backend_ss_of(p);
+  if (ss && me != NULL) {
+    backend_owner_lock(me);
+    mine = backend_ss_is_owner(ss, me);
+    held = mine && ss->cls == cls && backend_ss_holds_free(ss, p);
+    backend_owner_unlock(me);
+  }
+  if (ss && !mine)
+    held = backend_ss_holds_free_elsewhere(me, ss, cls, p);
+  registry_read_unlock();
+  return held;
+}
+
 bool warm_pool_return_one(unsigned cls, void *b)
 {
   hak_owner_t *me = wp_tls.owner;
@@ -384,7 +404,7 @@ static void *return_locked(unsigned cls, void *head, unsigned n)
         note_events(ss, ev);
     } else {
       void *run = b, *tail;
-      unsigned k = backend_remote_run_cut(run, base, n, hak_class_two_words(cls), &tail, &b);
+      unsigned k = backend_remote_run_cut(run, base, n, hak_class_has_hint_word(cls), &tail, &b);
       backend_remote_free(ss, run, tail);
       remote += k;
       n -= k;

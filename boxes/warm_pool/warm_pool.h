@@ -57,6 +57,10 @@ bool warm_pool_return_one(unsigned cls, void *b) HAK_INTERNAL;
 
 /* Does the calling thread own the SuperSlab of p, a live small block? */
 bool warm_pool_owns(const void *p) HAK_INTERNAL;
+/* Is p (a block of class cls) free: on its slab's free list, in an idle
+ * slab, on its SuperSlab's remote chain? Another thread's SuperSlab is
+ * looked at only if its owner is not busy (false otherwise). */
+bool warm_pool_holds_free(unsigned cls, const void *p) HAK_INTERNAL;
 
 /* Of the blocks the calling thread's last warm_pool_return took, how many
  * went back to its own SuperSlabs (the others to their owners). */

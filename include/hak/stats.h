@@ -37,6 +37,7 @@
   X(uc_hits,             THREAD, "uc_hits")            \
   X(uc_misses,           THREAD, "uc_misses")          \
   X(uc_flushes,          THREAD, "")                   \
+  X(uc_suspects,         THREAD, "")                   /* frees that found the check word */ \
   X(warm_hits,           THREAD, "warm_hits")          \
   X(warm_misses,         THREAD, "warm_misses")        \
   X(warm_cold_misses,    THREAD, "warm_cold")          \

@@ -26,13 +26,11 @@ START_TEST(classes_cover_sizes_with_bounded_waste)
     size_t s = hak_class_size(c);
     ck_assert_uint_lt(c, HAK_NUM_CLASSES);
     ck_assert_uint_ge(s, n);
-    /* one word for up to 8 bytes (16 in hardened builds), then multiples
-     * of 16: every block of 16 bytes or more is 16-byte aligned */
-    if (n <= HAK_WORD_MAX && !HAK_HARDENED)
-      ck_assert_uint_eq(s, HAK_WORD_MAX);
-    else
-      ck_assert_uint_eq(s % 16, 0);
-    if (c > 0 && n > 0 && !(HAK_HARDENED && n <= HAK_WORD_MAX))
+    /* multiples of 16 from the smallest request on: every block is
+     * 16-byte aligned and has room for a link and the check word */
+    ck_assert_uint_ge(c, 1);
+    ck_assert_uint_eq(s % 16, 0);
+    if (n > 16)
       ck_assert_uint_lt(hak_class_size(c - 1), n); /* the smallest class that fits */
     if (n > 128)
       ck_assert_msg((s - n) * 8 <= n, "waste over 12.5%% at %zu", n);
@@ -467,9 +465,9 @@ END_TEST
 
 /* A chain for a remote free is cut from a list: the run of blocks of one
  * SuperSlab at its head, at most max of them, links kept; plain builds
- * leave in each block's second word the block HAK_REMOTE_AHEAD places on
- * (NULL near the run's end), hardened ones leave that word (the canary)
- * alone. A take hands the chain's first blocks out as they are and puts
+ * leave in each block's third word the block HAK_REMOTE_AHEAD places on
+ * (NULL near the run's end), hardened ones write no hint; the second word
+ * (the check word, or the canary) is left alone. A take hands the chain's first blocks out as they are and puts
  * the rest back. */
 START_TEST(remote_chain_links_and_hints)
 {
@@ -484,6 +482,7 @@ START_TEST(remote_chain_links_and_hints)
   for (unsigned i = 0; i < N; i++, h = *(void **)h) {
     blk[i] = h;
     ((uintptr_t *)h)[1] = 0x5eed + i;
+    ((uintptr_t *)h)[2] = 0xfeed + i;
   }
   /* the list: blk[N-1] -> ... -> blk[0] (not carving order) -> stranger */
   for (unsigned i = 1; i < N; i++)
@@ -501,9 +500,12 @@ START_TEST(remote_chain_links_and_hints)
     void *b = blk[N - 1 - i];
     if (i + 1 < N)
       ck_assert_ptr_eq(*(void **)b, blk[N - 2 - i]);
-    uintptr_t hint = ((uintptr_t *)b)[1];
+    /* the second word (the check word) is left alone; the hint is the
+     * third */
+    ck_assert_uint_eq(((uintptr_t *)b)[1], 0x5eed + (N - 1 - i));
+    uintptr_t hint = ((uintptr_t *)b)[2];
     if (HAK_HARDENED)
-      ck_assert_uint_eq(hint, 0x5eed + (N - 1 - i));
+      ck_assert_uint_eq(hint, 0xfeed + (N - 1 - i));
     else if (i + HAK_REMOTE_AHEAD < N)
       ck_assert_ptr_eq((void *)hint, blk[N - 1 - i - HAK_REMOTE_AHEAD]);
     else

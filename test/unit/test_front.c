@@ -215,37 +215,38 @@ START_TEST(realloc_growth_past_small_stays_in_place)
 }
 END_TEST
 
-/* Requests of up to 8 bytes get one-word blocks (16 bytes in hardened
- * builds): 8-byte aligned, 8 bytes usable, side by side in their slab.
- * When another thread frees every other one, the blocks between stay
- * intact: nothing is written past a one-word block's link on the way
- * back to its owner. */
-enum { ONE_WORD_N = 20000 };
-static uint64_t *one_word[ONE_WORD_N];
+/* Requests of up to 8 bytes get the smallest blocks: 16 bytes, 16-byte
+ * aligned, side by side in their slab (a free block needs its link and the
+ * check word). When another thread frees every other one, the blocks
+ * between stay intact: nothing is written past a two-word block on the
+ * way back to its owner (a remote chain's hint needs a third word). */
+enum { SMALLEST_N = 20000 };
+static uint64_t *smallest[SMALLEST_N];
 
 static void *free_every_other(void *arg)
 {
   (void)arg;
-  for (unsigned i = 0; i < ONE_WORD_N; i += 2)
-    hak_free(one_word[i]);
+  for (unsigned i = 0; i < SMALLEST_N; i += 2)
+    hak_free(smallest[i]);
   return NULL;
 }
 
-START_TEST(one_word_blocks)
+START_TEST(smallest_blocks)
 {
-  const size_t word = HAK_HARDENED ? 16 : 8;
+  const size_t least = 16;
   unsigned adjacent = 0;
-  for (unsigned i = 0; i < ONE_WORD_N; i++) {
-    one_word[i] = hak_malloc(i % 9); /* 0..8 bytes */
-    ck_assert_ptr_nonnull(one_word[i]);
-    ck_assert_uint_eq((uintptr_t)one_word[i] % 8, 0);
-    ck_assert_uint_eq(hak_malloc_usable_size(one_word[i]), word);
-    *one_word[i] = UINT64_C(0x0123456789abcdef) ^ i;
-    if (i && (uintptr_t)one_word[i] - (uintptr_t)one_word[i - 1] == word)
+  for (unsigned i = 0; i < SMALLEST_N; i++) {
+    smallest[i] = hak_malloc(i % 9); /* 0..8 bytes */
+    ck_assert_ptr_nonnull(smallest[i]);
+    ck_assert_uint_eq((uintptr_t)smallest[i] % 16, 0);
+    ck_assert_uint_eq(hak_malloc_usable_size(smallest[i]), least);
+    smallest[i][0] = UINT64_C(0x0123456789abcdef) ^ i;
+    smallest[i][1] = UINT64_C(0xfedcba9876543210) ^ i;
+    if (i && (uintptr_t)smallest[i] - (uintptr_t)smallest[i - 1] == least)
       adjacent++;
   }
   if (!HAK_HARDENED) /* hardened builds carve in a random order */
-    ck_assert_uint_gt(adjacent, ONE_WORD_N / 2);
+    ck_assert_uint_gt(adjacent, SMALLEST_N / 2);
 #if defined(__SANITIZE_THREAD__)
   free_every_other(NULL); /* see medium_blocks */
 #else
@@ -253,11 +254,12 @@ START_TEST(one_word_blocks)
   ck_assert_int_eq(pthread_create(&t, NULL, free_every_other, NULL), 0);
   pthread_join(t, NULL);
 #endif
-  for (unsigned i = 1; i < ONE_WORD_N; i += 2) {
-    ck_assert_uint_eq(*one_word[i], UINT64_C(0x0123456789abcdef) ^ i);
-    hak_free(one_word[i]);
+  for (unsigned i = 1; i < SMALLEST_N; i += 2) {
+    ck_assert_uint_eq(smallest[i][0], UINT64_C(0x0123456789abcdef) ^ i);
+    ck_assert_uint_eq(smallest[i][1], UINT64_C(0xfedcba9876543210) ^ i);
+    hak_free(smallest[i]);
   }
-  /* an alignment above a word is honoured even for the smallest request */
+  /* an alignment is honoured even for the smallest request */
   for (size_t n = 0; n <= 8; n++) {
     void *p = NULL;
     ck_assert_int_eq(hak_posix_memalign(&p, 16, n), 0);
@@ -478,7 +480,7 @@ int main(void)
   tcase_add_test(tc, realloc_keeps_contents);
   tcase_add_test(tc, realloc_growth_past_small_stays_in_place);
   tcase_add_test(tc, medium_blocks);
-  tcase_add_test(tc, one_word_blocks);
+  tcase_add_test(tc, smallest_blocks);
   tcase_add_test(tc, stats_get_answers_every_counter);
   tcase_add_test(tc, aligned_entry_points);
   tcase_add_test(tc, sized_frees_trim_mallopt);
