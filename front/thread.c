@@ -8,10 +8,14 @@
  * resources late): the cache then passes every block straight on. A thread
  * that allocates again after its teardown is set up again.
  *
- * Process set-up (the key, fork handlers) happens once, in the first
- * thread's set-up or in the library constructor, whichever comes first; it
- * may itself call malloc (pthread_atfork does), which works because the
- * calling thread's boxes are set up before it.
+ * Process set-up (the run-time settings, the key, fork handlers) happens
+ * once, in the first thread's set-up or in the library constructor,
+ * whichever comes first; it may itself call malloc (pthread_atfork does),
+ * which works because the calling thread's boxes are set up before it.
+ * The settings are loaded first, from environ as it is then (no getenv:
+ * this may run inside the dynamic loader's first malloc), so that the
+ * set-up's own mallocs already see them; other threads wait for the
+ * set-up to finish before they read any.
  *
  * Fork: the prepare handler takes liburcu's locks and then the
  * allocator's mutexes in the order backend/superslab.c states ("Locks");
@@ -26,11 +30,13 @@
 #include "backend/superslab.h"
 #include "backend/large.h"
 #include "registry/registry.h"
+#include "hak/settings.h"
 #include "hak/stats.h"
 
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <unistd.h>
 
 __thread uint8_t hak_thread_state;
 
@@ -86,6 +92,7 @@ static void global_setup(void)
 {
   int expected = 0;
   if (atomic_compare_exchange_strong(&global_state, &expected, 1)) {
+    hak_settings_load(environ, NULL, NULL);
     hak_stats_describe_variant();
     hak_purge_setup();
     pthread_key_create(&thread_key, thread_teardown);
