@@ -15,6 +15,7 @@
 #include "boxes/warm_pool/warm_pool.h"
 #include "backend/superslab.h"
 #include "hak/config.h"
+#include "hak/settings.h"
 #include "hak/stats.h"
 #include "hak/list.h"
 
@@ -44,7 +45,7 @@ typedef struct wp_class {
   hak_list_node_t *top; /* the pool: SuperSlabs' wp_ss_t nodes */
   uint16_t count;
   uint16_t empties;
-  uint8_t  budget;     /* prefill budget for the next miss (< HAK_WARM_POOL_MAX) */
+  uint8_t  budget;     /* prefill budget for the next miss (< warm_pool_max) */
   uint8_t  budget_peak;
   uint16_t acquired;   /* SuperSlabs this class has taken on a miss (saturates) */
 } wp_class_t;
@@ -73,6 +74,28 @@ bool warm_pool_thread_init(void)
 }
 
 static void budget_on_unused(wp_state_t *st, hak_superslab_t *ss);
+
+/* ---- Settings (hak/settings.h): read on the slow paths only -------------
+ * The pool's capacity, and the prefill budget clipped to it: prefilled
+ * SuperSlabs live in the pool next to the one being carved, so a budget
+ * stays below the capacity (and fits budget's byte). */
+static inline unsigned wp_capacity(void) { return (unsigned)hak_setting(HAK_SET_warm_pool_max); }
+
+static inline unsigned wp_prefill(void)
+{
+  unsigned p = (unsigned)hak_setting(HAK_SET_prefill), cap = wp_capacity();
+  return p < cap ? p : cap - 1;
+}
+
+static inline bool wp_adaptive(void) { return hak_setting(HAK_SET_prefill_policy) == HAK_POLICY_ADAPTIVE; }
+
+/* The adaptive policy's ceiling: HAK_PREFILL_GROWTH times the configured
+ * budget, bounded by the pool. */
+static inline unsigned wp_prefill_cap(void)
+{
+  unsigned g = (unsigned)hak_setting(HAK_SET_prefill) * HAK_PREFILL_GROWTH, cap = wp_capacity();
+  return g < cap ? g : cap - 1;
+}
 
 static void pool_unlink(wp_class_t *k, hak_superslab_t *ss)
 {
@@ -106,7 +129,7 @@ static bool pool_offer(hak_superslab_t *ss)
   wp_class_t *k = &wp_tls.cls[ss->cls];
   if (wp(ss)->in_pool)
     return true;
-  if (!HAK_WARM_POOL || k->count >= HAK_WARM_POOL_MAX || (ss->used == 0 && k->empties > 0)) {
+  if (!HAK_WARM_POOL || k->count >= wp_capacity() || (ss->used == 0 && k->empties > 0)) {
     budget_on_unused(&wp_tls, ss);
     backend_ss_release(wp_tls.owner, ss);
     return false;
@@ -165,9 +188,9 @@ static inline void count_miss(wp_class_t *k, unsigned cls)
 }
 
 /* ---- Prefill budget ------------------------------------------------------
- * fixed: every miss after a class's first brings HAK_PREFILL_EFFECTIVE
- * extra SuperSlabs. adaptive: each class starts at that budget; a miss (the
- * pool ran empty again) doubles it, up to HAK_PREFILL_CAP; a prefilled
+ * fixed: every miss after a class's first brings wp_prefill() extra
+ * SuperSlabs. adaptive: each class starts at that budget; a miss (the
+ * pool ran empty again) doubles it, up to wp_prefill_cap(); a prefilled
  * SuperSlab given back before anything was carved from it halves it. Only
  * the slow path moves it, and only from these events: the same sequence of
  * calls gives the same budgets. */
@@ -187,13 +210,13 @@ static void budget_set(wp_class_t *k, unsigned cls, unsigned b, bool mine)
 __attribute__((unused)) static unsigned budget_on_miss(wp_class_t *k, unsigned cls)
 {
   if (k->acquired == 0) {
-    budget_set(k, cls, HAK_PREFILL_EFFECTIVE, true);
+    budget_set(k, cls, wp_prefill(), true);
     return 0;
   }
   unsigned b = k->budget;
-  if (HAK_PREFILL_ADAPTIVE) {
-    unsigned next = b ? b * 2 : 1;
-    budget_set(k, cls, next > (unsigned)HAK_PREFILL_CAP ? (unsigned)HAK_PREFILL_CAP : next, true);
+  if (wp_adaptive()) {
+    unsigned next = b ? b * 2 : 1, cap = wp_prefill_cap();
+    budget_set(k, cls, next > cap ? cap : next, true);
   }
   return b;
 }
@@ -204,7 +227,7 @@ static void budget_on_unused(wp_state_t *st, hak_superslab_t *ss)
   if (!wp(ss)->prefilled)
     return;
   wp(ss)->prefilled = 0;
-  if (HAK_PREFILL_ADAPTIVE) {
+  if (wp_adaptive()) {
     wp_class_t *k = &st->cls[ss->cls];
     budget_set(k, ss->cls, k->budget / 2, st == &wp_tls);
   }
@@ -256,7 +279,8 @@ static unsigned refill_locked(unsigned cls, unsigned max, void **head, void **ta
      * a second one, and each prefilled SuperSlab costs a header page. */
     unsigned budget = budget_on_miss(k, cls);
     k->acquired += k->acquired != UINT16_MAX;
-    for (unsigned i = 0; i < budget && k->count + 1u < HAK_WARM_POOL_MAX; i++) {
+    const unsigned capacity = wp_capacity();
+    for (unsigned i = 0; i < budget && k->count + 1u < capacity; i++) {
       hak_superslab_t *extra = acquire(cls);
       if (!extra)
         break;

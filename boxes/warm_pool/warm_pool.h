@@ -8,18 +8,23 @@
  * When the pool runs empty (a miss): first the thread's inbox (SuperSlabs
  * that other threads freed into), then the registry index (ownerless
  * SuperSlabs with room: a "registry scan"), then a new SuperSlab from the
- * backend; on a miss the pool can be prefilled with HAK_PREFILL extra
+ * backend; on a miss the pool can be prefilled with `prefill' extra
  * SuperSlabs so a working set of them builds up. The default is none: the
  * pool keeps every SuperSlab that regains room anyway, and each prefilled
  * one spreads the thread's blocks over one more SuperSlab, whose slabs stay
  * resident as long as one survivor is in them. The pool holds at most
- * HAK_WARM_POOL_MAX SuperSlabs per class and at most one empty one; the
+ * `warm_pool_max' SuperSlabs per class and at most one empty one; the
  * rest go back to the registry or the backend.
  *
- * Prefill policy (-Dprefill_policy): fixed spends HAK_PREFILL on every miss
+ * Prefill policy (`prefill_policy'): fixed spends `prefill' on every miss
  * after a class's first; adaptive keeps a budget per class in
- * 0..HAK_PREFILL_CAP, doubled by a miss and halved when a prefilled
- * SuperSlab goes back unused (see warm_pool.c).
+ * 0..min(4 x prefill, warm_pool_max - 1), doubled by a miss and halved
+ * when a prefilled SuperSlab goes back unused (see warm_pool.c).
+ *
+ * prefill, prefill_policy and warm_pool_max are run-time settings
+ * (hak/settings.h; defaults from the build options), read on the miss and
+ * give-back paths only. A setting changed while pools hold more than it
+ * allows takes effect as they drain: nothing is given back for it.
  *
  * Statistics: warm_hits and warm_misses count refills the pool served or
  * not; a class's first refill in a thread (the pool cannot have anything

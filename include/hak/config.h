@@ -89,16 +89,14 @@
 #if HAK_WARM_POOL_MAX < 1 || HAK_WARM_POOL_MAX > 256
 #error "warm_pool_max must be within 1..256"
 #endif
-/* Prefilled SuperSlabs live in the pool, so the pool must be able to hold
- * them; a larger budget is clipped to the pool's capacity at run time. */
-#define HAK_PREFILL_EFFECTIVE \
-  (HAK_PREFILL < HAK_WARM_POOL_MAX ? HAK_PREFILL : HAK_WARM_POOL_MAX - 1)
-
-/* The adaptive policy moves each class's budget within 0..HAK_PREFILL_CAP:
- * HAK_PREFILL_GROWTH times the configured budget, bounded by the pool. */
+/* HAK_PREFILL, HAK_PREFILL_ADAPTIVE, HAK_WARM_POOL_MAX, HAK_PURGE_DELAY_MS
+ * and HAK_PURGE_THREAD are the defaults of run-time settings of the same
+ * names (hak/settings.h); the warm pool clips the prefill budget to the
+ * pool's capacity at run time.
+ *
+ * The adaptive policy moves each class's budget within 0..HAK_PREFILL_GROWTH
+ * times the configured budget, bounded by the pool. Without a warm pool
+ * there is no budget to adapt: the policy is moot. */
 #define HAK_PREFILL_GROWTH 4
-#define HAK_PREFILL_CAP \
-  (HAK_PREFILL * HAK_PREFILL_GROWTH < HAK_WARM_POOL_MAX ? HAK_PREFILL * HAK_PREFILL_GROWTH : HAK_WARM_POOL_MAX - 1)
-/* Without a warm pool there is no budget to adapt: the policy is moot. */
 
 #endif /* HAK_CONFIG_H */
