@@ -7,7 +7,9 @@
  *
  * What the output says about the library (variant, options) comes from
  * the front, the only part that knows its variant's options: it hands a
- * description over once (hak_stats_describe). Counters the boxes above
+ * description over once (hak_stats_describe). The JSON adds the run-time
+ * settings in force and where each came from (hak/settings.h) beside the
+ * build's "config". Counters the boxes above
  * keep for themselves are folded in through the description's hook first.
  *
  * Output is formatted into a mapped buffer and written with write(2): no
@@ -16,6 +18,7 @@
  * locks, backend/superslab.c, "Locks") guards the static snapshots.
  */
 #include "hak/stats.h"
+#include "hak/settings.h"
 #include "hak/lock.h"
 #include "hakmem.h"
 #include "backend/os.h"
@@ -66,6 +69,10 @@ static void out_head(outbuf_t *o, const hak_stats_about_t *a, bool json)
     out_u64(o, (unsigned long long)getpid());
     out_str(o, ",\"config\":");
     out_str(o, a->config_json);
+    out_str(o, ",\"settings\":");
+    o->len += hak_settings_format_json(o->p + o->len, o->cap - o->len);
+    out_str(o, ",\"settings_source\":");
+    o->len += hak_settings_format_sources_json(o->p + o->len, o->cap - o->len);
   } else {
     out_str(o, "hakmem ");
     out_str(o, a->version);

@@ -17,9 +17,11 @@
  *   - it is detached, blocks every signal, and holds no lock while it
  *     sleeps: exit() ends it like any thread, at no wait;
  *   - a fork child does not have it; the child starts its own the same way;
- *   - HAKMEM_PURGE_THREAD=0 in the environment (or -Dpurge_thread=false)
- *     keeps it off: the threads' own slow paths then run the global pass
- *     when it is overdue.
+ *   - the purge_thread setting off (HAKMEM_PURGE_THREAD=0), or
+ *     -Dpurge_thread=false, keeps it off: the threads' own slow paths then
+ *     run the global pass when it is overdue.
+ * The delay is the purge_delay_ms setting (hak/settings.h), handed to the
+ * backend once at set-up.
  * It never calls malloc itself: the passes only take the allocator's locks
  * and make system calls.
  */
@@ -28,13 +30,12 @@
 #include "backend/os.h"
 #include "backend/large.h"
 #include "hak/config.h"
+#include "hak/settings.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
-#include <stdlib.h>
-#include <string.h>
 #include <time.h>
 
 enum { PURGE_OFF = 0, PURGE_STARTING = 1, PURGE_RUNNING = 2, PURGE_DISABLED = 3 };
@@ -86,9 +87,8 @@ static void *purge_main(void *arg)
 
 void hak_purge_setup(void)
 {
-  backend_set_purge_delay(HAK_PURGE_DELAY_MS);
-  const char *v = getenv("HAKMEM_PURGE_THREAD");
-  if (!HAK_PURGE_THREAD || (v && strcmp(v, "0") == 0))
+  backend_set_purge_delay((unsigned)hak_setting(HAK_SET_purge_delay_ms));
+  if (!HAK_PURGE_THREAD || !hak_setting(HAK_SET_purge_thread))
     atomic_store(&purge_state, PURGE_DISABLED);
 }
 

@@ -1,19 +1,24 @@
 /*
- * front/stats.c — the statistics' environment variables and exit hook:
- * HAKMEM_STATS (1 a table, json one JSON object on one line) at exit, to
- * stderr or appended to HAKMEM_STATS_FILE; HAKMEM_WARM_POOL_STATS=1 (the
- * warm pool's table). And the description of this variant that the output
- * prints (its options are known only here): hak_config_string, and what
- * hak_stats_describe hands to the writers in backend/stats_output.c.
+ * front/stats.c — the statistics' exit hook, as the settings ask
+ * (hak/settings.h): stats (table or json) at exit, to stderr or appended
+ * to stats_file; warm_pool_stats (the warm pool's table). And the
+ * description of this variant that the output prints (its options are
+ * known only here): hak_config_string, and what hak_stats_describe hands
+ * to the writers in backend/stats_output.c.
+ *
+ * The description is made once, in the process's set-up, right after the
+ * settings are loaded: the build's options, with the run-time settings'
+ * values in force (prefill, prefill_policy, warm_pool_max, purge_delay_ms,
+ * purge_thread). The JSON's "config" object stays the build's; the writers
+ * add the settings in force beside it.
  */
 #include "front/front.h"
 #include "hakmem.h"
+#include "hak/settings.h"
 #include "hak/stats.h"
 #include "boxes/unified_cache/unified_cache.h"
 
 #include <fcntl.h>
-#include <stdlib.h>
-#include <string.h>
 #include <unistd.h>
 
 #if HAK_PREFILL_ADAPTIVE
@@ -36,6 +41,7 @@
   ",\"purge_thread\":" HAK_STR(HAK_PURGE_THREAD) \
   ",\"debug_checks\":" HAK_STR(HAK_DEBUG_CHECKS) "}"
 
+/* The build's own text: what hak_config_string says until the set-up ran. */
 #define HAK_CONFIG_TEXT \
   "variant=" HAK_VARIANT \
   " unified_cache=" HAK_STR(HAK_UNIFIED_CACHE) \
@@ -51,19 +57,63 @@
   " debug_checks=" HAK_STR(HAK_DEBUG_CHECKS)
 /* clang-format on */
 
-static const hak_stats_about_t this_variant = {
+static char config_text[sizeof HAK_CONFIG_TEXT + 64];
+static char warm_pool_text[96];
+
+static hak_stats_about_t this_variant = {
   .version = HAK_VERSION,
   .variant = HAK_VARIANT,
   .config_json = HAK_CONFIG_JSON,
   .config_text = HAK_CONFIG_TEXT,
-  .warm_pool = "policy " HAK_PREFILL_POLICY_NAME ", prefill " HAK_STR(HAK_PREFILL) ", capacity " HAK_STR(
-    HAK_WARM_POOL_MAX),
+  .warm_pool = "",
   .fold = uc_fold_stats,
 };
 
-void hak_stats_describe_variant(void) { hak_stats_describe(&this_variant); }
+typedef struct text {
+  char *p;
+  size_t len, cap; /* cap leaves room for the NUL */
+} text_t;
 
-HAK_EXPORT const char *hak_config_string(void) { return HAK_CONFIG_TEXT; }
+static void text_put(text_t *t, const char *s)
+{
+  for (; *s && t->len < t->cap; s++)
+    t->p[t->len++] = *s;
+  t->p[t->len] = 0;
+}
+
+static void text_setting(text_t *t, const char *label, enum hak_setting_id id)
+{
+  char b[32];
+  hak_setting_format(id, b, sizeof b);
+  text_put(t, label);
+  text_put(t, b);
+}
+
+void hak_stats_describe_variant(void)
+{
+  text_t t = {config_text, 0, sizeof config_text - 1};
+  text_put(&t, "variant=" HAK_VARIANT " unified_cache=" HAK_STR(HAK_UNIFIED_CACHE) " warm_pool=" HAK_STR(HAK_WARM_POOL));
+  text_setting(&t, " prefill=", HAK_SET_prefill);
+  text_setting(&t, " prefill_policy=", HAK_SET_prefill_policy);
+  text_setting(&t, " warm_pool_max=", HAK_SET_warm_pool_max);
+  text_put(&t, " stats=" HAK_STR(HAK_STATS) " colour=" HAK_STR(HAK_COLOUR) " hardened=" HAK_STR(HAK_HARDENED));
+  text_setting(&t, " purge_delay_ms=", HAK_SET_purge_delay_ms);
+  text_setting(&t, " purge_thread=", HAK_SET_purge_thread);
+  text_put(&t, " debug_checks=" HAK_STR(HAK_DEBUG_CHECKS));
+
+  text_t w = {warm_pool_text, 0, sizeof warm_pool_text - 1};
+  text_setting(&w, "policy ", HAK_SET_prefill_policy);
+  text_setting(&w, ", prefill ", HAK_SET_prefill);
+  text_setting(&w, ", capacity ", HAK_SET_warm_pool_max);
+  if (!HAK_WARM_POOL)
+    text_put(&w, " (no warm pool: -Dwarm_pool=false)");
+
+  this_variant.config_text = config_text;
+  this_variant.warm_pool = warm_pool_text;
+  hak_stats_describe(&this_variant);
+}
+
+HAK_EXPORT const char *hak_config_string(void) { return config_text[0] ? config_text : HAK_CONFIG_TEXT; }
 HAK_EXPORT const char *hak_version(void) { return HAK_VERSION; }
 
 /* Programs such as GNU coreutils close stderr before exit; a private copy
@@ -72,30 +122,26 @@ static int stats_stderr = -1;
 
 void hak_stats_at_start(void)
 {
-  const char *mode = getenv("HAKMEM_STATS");
-  const char *file = getenv("HAKMEM_STATS_FILE");
-  const char *wp = getenv("HAKMEM_WARM_POOL_STATS");
-  if ((mode && *mode && strcmp(mode, "0") != 0 && !(file && *file)) || (wp && strcmp(wp, "1") == 0))
+  const int mode = hak_setting(HAK_SET_stats);
+  if ((mode != HAK_STATS_MODE_OFF && !hak_setting_str(HAK_SET_stats_file)) || hak_setting(HAK_SET_warm_pool_stats))
     stats_stderr = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 100);
 }
 
 void hak_stats_at_exit(void)
 {
-  const char *wp = getenv("HAKMEM_WARM_POOL_STATS");
-  if (wp && strcmp(wp, "1") == 0)
+  if (hak_setting(HAK_SET_warm_pool_stats))
     hak_stats_print(stats_stderr >= 0 ? stats_stderr : STDERR_FILENO, HAK_STATS_VIEW_WARM_POOL);
-  const char *mode = getenv("HAKMEM_STATS");
-  if (!mode || !*mode || strcmp(mode, "0") == 0)
+  const int mode = hak_setting(HAK_SET_stats);
+  if (mode == HAK_STATS_MODE_OFF)
     return;
-  int json = strcmp(mode, "json") == 0;
-  const char *file = getenv("HAKMEM_STATS_FILE");
+  const char *file = hak_setting_str(HAK_SET_stats_file);
   int fd = stats_stderr >= 0 ? stats_stderr : STDERR_FILENO;
-  if (file && *file) {
+  if (file) {
     fd = open(file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (fd < 0)
       return;
   }
-  hak_stats_print(fd, json ? HAK_STATS_VIEW_JSON : HAK_STATS_VIEW_TABLE);
+  hak_stats_print(fd, mode == HAK_STATS_MODE_JSON ? HAK_STATS_VIEW_JSON : HAK_STATS_VIEW_TABLE);
   if (fd != STDERR_FILENO && fd != stats_stderr)
     close(fd);
 }
