@@ -8,8 +8,10 @@ its version, variant, pid and configuration and, in builds with statistics
 
 This checker requires, for the file given:
   * at least --min-lines lines, each one JSON object with "allocator":
-    "hakmem", the expected --variant, a version string, an integer pid and a
-    "config" object;
+    "hakmem", the expected --variant, a version string, an integer pid, a
+    "config" object, a "settings" object (the run-time settings in force:
+    "stats" is "json", the numbers are counts) and a "settings_source"
+    object with the same names;
   * in lines from a build with statistics: non-negative integer totals, and
     for each counter that the per-class entries also carry, the classes'
     sum equal to the total;
@@ -52,6 +54,16 @@ def check_line(no, obj, variant, errors):
     if not isinstance(config, dict) or "stats" not in config:
         errors.append("%s: no config object with a 'stats' key" % where)
         return False, None, {}
+    settings = obj.get("settings")
+    sources = obj.get("settings_source")
+    if not isinstance(settings, dict) or settings.get("stats") != "json":
+        errors.append("%s: settings is %r, expected an object with stats json" % (where, settings))
+    else:
+        for key in ("prefill", "warm_pool_max", "purge_delay_ms", "purge_thread"):
+            if not is_count(settings.get(key)):
+                errors.append("%s: settings.%s is %r" % (where, key, settings.get(key)))
+        if not isinstance(sources, dict) or sorted(sources) != sorted(settings):
+            errors.append("%s: settings_source %r does not name the settings" % (where, sources))
     stats_on = config.get("stats") == 1
     totals = obj.get("totals")
     if not stats_on:
