@@ -55,7 +55,8 @@ int    hak_malloc_info(int options, FILE *fp);
 /* The library's version string, e.g. "0.1.0". */
 const char *hak_version(void);
 
-/* The build configuration, e.g. "unified_cache=1 warm_pool=1 prefill=3 ...". */
+/* The build configuration with the run-time settings in force, e.g.
+ * "variant=default unified_cache=1 warm_pool=1 prefill=3 ...". */
 const char *hak_config_string(void);
 
 /*
