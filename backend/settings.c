@@ -371,7 +371,23 @@ static void load_options(set_ctx_t *c, const char *s)
   }
 }
 
-static bool starts(const char *s, const char *prefix) { return strncmp(s, prefix, strlen(prefix)) == 0; }
+/* Own loops, not strncmp and strchr: each libc function the library
+ * imports costs the dynamic loader a symbol lookup at every start. */
+static bool starts(const char *s, const char *prefix)
+{
+  for (; *prefix; s++, prefix++)
+    if (*s != *prefix)
+      return false;
+  return true;
+}
+
+static const char *find_eq(const char *s)
+{
+  for (; *s; s++)
+    if (*s == '=')
+      return s;
+  return NULL;
+}
 
 unsigned hak_settings_load(char *const *env, hak_settings_warn_fn warn, void *ctx)
 {
@@ -387,7 +403,7 @@ unsigned hak_settings_load(char *const *env, hak_settings_warn_fn warn, void *ct
   /* HAKMEM_OPTIONS first (its first occurrence, as getenv would), so the
    * variables of the same names override it. */
   for (char *const *e = env; *e; e++)
-    if (starts(*e, "HAKMEM_OPTIONS=")) {
+    if ((*e)[0] == 'H' && starts(*e, "HAKMEM_OPTIONS=")) {
       load_options(&c, *e + sizeof "HAKMEM_OPTIONS=" - 1);
       break;
     }
@@ -398,7 +414,7 @@ unsigned hak_settings_load(char *const *env, hak_settings_warn_fn warn, void *ct
     if (s[0] != 'H' || !starts(s, "HAKMEM_"))
       continue;
     const char *name = s + sizeof "HAKMEM_" - 1;
-    const char *eq = strchr(name, '=');
+    const char *eq = find_eq(name);
     if (!eq || starts(s, "HAKMEM_OPTIONS=") || starts(s, "HAKMEM_AB_") || starts(s, "HAKMEM_TEST_"))
       continue;
     int id = row_of(name, (size_t)(eq - name));

@@ -9,8 +9,9 @@
  * The description is made once, in the process's set-up, right after the
  * settings are loaded: the build's options, with the run-time settings'
  * values in force (prefill, prefill_policy, warm_pool_max, purge_delay_ms,
- * purge_thread). The JSON's "config" object stays the build's; the writers
- * add the settings in force beside it.
+ * purge_thread); when none of those was set, the build's own text serves
+ * (nothing to format at start-up). The JSON's "config" object stays the
+ * build's; the writers add the settings in force beside it.
  */
 #include "front/front.h"
 #include "hakmem.h"
@@ -60,12 +61,15 @@
 static char config_text[sizeof HAK_CONFIG_TEXT + 64];
 static char warm_pool_text[96];
 
+#define HAK_WARM_POOL_TEXT \
+  "policy " HAK_PREFILL_POLICY_NAME ", prefill " HAK_STR(HAK_PREFILL) ", capacity " HAK_STR(HAK_WARM_POOL_MAX)
+
 static hak_stats_about_t this_variant = {
   .version = HAK_VERSION,
   .variant = HAK_VARIANT,
   .config_json = HAK_CONFIG_JSON,
   .config_text = HAK_CONFIG_TEXT,
-  .warm_pool = "",
+  .warm_pool = HAK_WARM_POOL_TEXT,
   .fold = uc_fold_stats,
 };
 
@@ -89,8 +93,22 @@ static void text_setting(text_t *t, const char *label, enum hak_setting_id id)
   text_put(t, b);
 }
 
+static bool runtime_options_set(void)
+{
+  static const enum hak_setting_id ids[] = {HAK_SET_prefill, HAK_SET_prefill_policy, HAK_SET_warm_pool_max,
+                                            HAK_SET_purge_delay_ms, HAK_SET_purge_thread};
+  for (unsigned i = 0; i < sizeof ids / sizeof ids[0]; i++)
+    if (hak_setting_source(ids[i]) != HAK_SETTING_DEFAULT)
+      return true;
+  return false;
+}
+
 void hak_stats_describe_variant(void)
 {
+  if (!runtime_options_set() && HAK_WARM_POOL) {
+    hak_stats_describe(&this_variant);
+    return;
+  }
   text_t t = {config_text, 0, sizeof config_text - 1};
   text_put(&t, "variant=" HAK_VARIANT " unified_cache=" HAK_STR(HAK_UNIFIED_CACHE) " warm_pool=" HAK_STR(HAK_WARM_POOL));
   text_setting(&t, " prefill=", HAK_SET_prefill);
@@ -113,7 +131,7 @@ void hak_stats_describe_variant(void)
   hak_stats_describe(&this_variant);
 }
 
-HAK_EXPORT const char *hak_config_string(void) { return config_text[0] ? config_text : HAK_CONFIG_TEXT; }
+HAK_EXPORT const char *hak_config_string(void) { return this_variant.config_text; }
 HAK_EXPORT const char *hak_version(void) { return HAK_VERSION; }
 
 /* Programs such as GNU coreutils close stderr before exit; a private copy

@@ -92,7 +92,7 @@ static void global_setup(void)
 {
   int expected = 0;
   if (atomic_compare_exchange_strong(&global_state, &expected, 1)) {
-    hak_settings_load(environ, NULL, NULL);
+    hak_settings_load(__environ, NULL, NULL);
     hak_stats_describe_variant();
     hak_purge_setup();
     pthread_key_create(&thread_key, thread_teardown);
