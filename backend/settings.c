@@ -43,7 +43,7 @@ typedef struct set_row {
   int lo, hi;              /* SET_INT: the range */
   const set_word_t *words; /* SET_BOOL, SET_ENUM (first word per value is
                             * how it prints); SET_INT: aliases */
-  const char *expect;      /* what a good value looks like, for warnings */
+  const char *expect;      /* SET_BOOL, SET_ENUM: the words, for warnings */
   int def;
   char *buf;               /* SET_STRING: where the value is kept */
   size_t buf_size;
@@ -51,66 +51,78 @@ typedef struct set_row {
   const char *doc;
 } set_row_t;
 
+/* clang-format off */
 static const set_word_t bool_words[] = {
   {"0", 0}, {"1", 1}, {"false", 0}, {"true", 1}, {"no", 0}, {"yes", 1}, {"off", 0}, {"on", 1}, {NULL, 0}};
 static const set_word_t policy_words[] = {
-  {"fixed", HAK_POLICY_FIXED}, {"adaptive", HAK_POLICY_ADAPTIVE}, {NULL, 0}};
+  {"fixed", HAK_SET_POLICY_FIXED}, {"adaptive", HAK_SET_POLICY_ADAPTIVE}, {NULL, 0}};
 static const set_word_t stats_words[] = {
-  {"off", HAK_STATS_MODE_OFF},   {"table", HAK_STATS_MODE_TABLE}, {"json", HAK_STATS_MODE_JSON},
-  {"0", HAK_STATS_MODE_OFF},     {"1", HAK_STATS_MODE_TABLE},     {"false", HAK_STATS_MODE_OFF},
-  {"true", HAK_STATS_MODE_TABLE}, {"no", HAK_STATS_MODE_OFF},      {"yes", HAK_STATS_MODE_TABLE},
-  {"on", HAK_STATS_MODE_TABLE},  {NULL, 0}};
+  {"off", HAK_SET_STATS_OFF},    {"table", HAK_SET_STATS_TABLE}, {"json", HAK_SET_STATS_JSON},
+  {"0", HAK_SET_STATS_OFF},      {"1", HAK_SET_STATS_TABLE},     {"false", HAK_SET_STATS_OFF},
+  {"true", HAK_SET_STATS_TABLE}, {"no", HAK_SET_STATS_OFF},      {"yes", HAK_SET_STATS_TABLE},
+  {"on", HAK_SET_STATS_TABLE},   {NULL, 0}};
 
 static char set_stats_file[PATH_MAX];
 
 #define BOOL_EXPECT "a boolean (1, 0, true, false, yes, no, on, off)"
+#define DEF_POLICY (HAK_PREFILL_ADAPTIVE ? HAK_SET_POLICY_ADAPTIVE : HAK_SET_POLICY_FIXED)
 
 /* The table. Keep doc/hakmem.3 (ENVIRONMENT) in step with it. */
 static const set_row_t set_table[HAK_SET_COUNT] = {
   [HAK_SET_prefill] = {
-    "prefill", "HAKMEM_PREFILL", SET_INT, 0, 64, NULL, NULL, HAK_PREFILL, NULL, 0, true,
-    "extra SuperSlabs pushed into an empty warm pool on a miss (clipped below warm_pool_max)"},
+    .name = "prefill", .var = "HAKMEM_PREFILL", .kind = SET_INT, .lo = 0, .hi = 64,
+    .def = HAK_PREFILL, .warm_pool = true,
+    .doc = "extra SuperSlabs pushed into an empty warm pool on a miss (kept below warm_pool_max)"},
   [HAK_SET_prefill_policy] = {
-    "prefill_policy", "HAKMEM_PREFILL_POLICY", SET_ENUM, 0, 0, policy_words, "fixed or adaptive",
-    HAK_PREFILL_ADAPTIVE ? HAK_POLICY_ADAPTIVE : HAK_POLICY_FIXED, NULL, 0, true,
-    "fixed: every miss prefills `prefill'; adaptive: a budget per class in 0..min(4 x prefill, warm_pool_max - 1)"},
+    .name = "prefill_policy", .var = "HAKMEM_PREFILL_POLICY", .kind = SET_ENUM, .words = policy_words,
+    .expect = "fixed or adaptive", .def = DEF_POLICY, .warm_pool = true,
+    .doc = "fixed: every miss prefills `prefill'; adaptive: a budget per class in "
+           "0..min(4 x prefill, warm_pool_max - 1)"},
   [HAK_SET_warm_pool_max] = {
-    "warm_pool_max", "HAKMEM_WARM_POOL_MAX", SET_INT, 1, 256, NULL, NULL, HAK_WARM_POOL_MAX, NULL, 0, true,
-    "SuperSlabs each per-thread, per-class warm pool holds at most"},
+    .name = "warm_pool_max", .var = "HAKMEM_WARM_POOL_MAX", .kind = SET_INT, .lo = 1, .hi = 256,
+    .def = HAK_WARM_POOL_MAX, .warm_pool = true,
+    .doc = "SuperSlabs each per-thread, per-class warm pool holds at most"},
   [HAK_SET_purge_delay_ms] = {
-    "purge_delay_ms", "HAKMEM_PURGE_DELAY_MS", SET_INT, 0, 10000, NULL, NULL, HAK_PURGE_DELAY_MS, NULL, 0, false,
-    "free pages go back to the OS once unused for this long (ms)"},
+    .name = "purge_delay_ms", .var = "HAKMEM_PURGE_DELAY_MS", .kind = SET_INT, .lo = 0, .hi = 10000,
+    .def = HAK_PURGE_DELAY_MS,
+    .doc = "free pages go back to the OS once unused for this long (ms)"},
   [HAK_SET_purge_thread] = {
-    "purge_thread", "HAKMEM_PURGE_THREAD", SET_BOOL, 0, 1, bool_words, BOOL_EXPECT, HAK_PURGE_THREAD, NULL, 0,
-    false, "0 keeps the purge thread off; 1 cannot switch on one built out with -Dpurge_thread=false"},
+    .name = "purge_thread", .var = "HAKMEM_PURGE_THREAD", .kind = SET_BOOL, .words = bool_words,
+    .expect = BOOL_EXPECT, .def = HAK_PURGE_THREAD,
+    .doc = "0 keeps the purge thread off; 1 cannot switch on one built out with -Dpurge_thread=false"},
   [HAK_SET_stats] = {
-    "stats", "HAKMEM_STATS", SET_ENUM, 0, 0, stats_words, "off, table, json, 0 or 1", HAK_STATS_MODE_OFF, NULL,
-    0, false, "statistics at exit: off, table (or 1), json (one line)"},
+    .name = "stats", .var = "HAKMEM_STATS", .kind = SET_ENUM, .words = stats_words,
+    .expect = "off, table, json, 0 or 1", .def = HAK_SET_STATS_OFF,
+    .doc = "statistics at exit: off, table (or 1), json (one line)"},
   [HAK_SET_stats_file] = {
-    "stats_file", "HAKMEM_STATS_FILE", SET_STRING, 0, 0, NULL, "a path shorter than PATH_MAX", 0,
-    set_stats_file, sizeof set_stats_file, false, "append the statistics to this file, not standard error"},
+    .name = "stats_file", .var = "HAKMEM_STATS_FILE", .kind = SET_STRING,
+    .buf = set_stats_file, .buf_size = sizeof set_stats_file,
+    .doc = "append the statistics to this file, not standard error"},
   [HAK_SET_warm_pool_stats] = {
-    "warm_pool_stats", "HAKMEM_WARM_POOL_STATS", SET_BOOL, 0, 1, bool_words, BOOL_EXPECT, 0, NULL, 0, false,
-    "the warm pool's table at exit, to standard error"},
+    .name = "warm_pool_stats", .var = "HAKMEM_WARM_POOL_STATS", .kind = SET_BOOL, .words = bool_words,
+    .expect = BOOL_EXPECT, .def = 0,
+    .doc = "the warm pool's table at exit, to standard error"},
   [HAK_SET_verbose] = {
-    "verbose", "HAKMEM_VERBOSE", SET_INT, 0, 2, bool_words, "a number in 0..2 or a boolean", 0, NULL, 0, false,
-    "1: print the settings in force and their sources at start-up; 2: with ranges and doc lines"},
+    .name = "verbose", .var = "HAKMEM_VERBOSE", .kind = SET_INT, .lo = 0, .hi = 2, .words = bool_words,
+    .def = 0,
+    .doc = "1: print the settings in force and their sources at start-up; 2: with ranges and doc lines"},
 };
+/* clang-format on */
 
 /* Statically the defaults too: a box that runs before the load (or a unit
  * test that never loads) sees the build's values. */
-int hak_settings_value[HAK_SET_COUNT] = {
+int hak_settings_values[HAK_SET_COUNT] = {
   [HAK_SET_prefill] = HAK_PREFILL,
-  [HAK_SET_prefill_policy] = HAK_PREFILL_ADAPTIVE ? HAK_POLICY_ADAPTIVE : HAK_POLICY_FIXED,
+  [HAK_SET_prefill_policy] = DEF_POLICY,
   [HAK_SET_warm_pool_max] = HAK_WARM_POOL_MAX,
   [HAK_SET_purge_delay_ms] = HAK_PURGE_DELAY_MS,
   [HAK_SET_purge_thread] = HAK_PURGE_THREAD,
-  [HAK_SET_stats] = HAK_STATS_MODE_OFF,
+  [HAK_SET_stats] = HAK_SET_STATS_OFF,
   [HAK_SET_stats_file] = 0,
   [HAK_SET_warm_pool_stats] = 0,
   [HAK_SET_verbose] = 0,
 };
-static enum hak_setting_source set_source[HAK_SET_COUNT];
+static enum hak_settings_from set_source[HAK_SET_COUNT];
 
 /* ---- Small string helpers (no libc beyond memcpy/strlen) ---------------- */
 
@@ -179,12 +191,12 @@ static int row_of(const char *name, size_t n)
 
 /* ---- Values ------------------------------------------------------------ */
 
-const char *hak_setting_name(enum hak_setting_id id) { return set_table[id].name; }
-enum hak_setting_source hak_setting_source(enum hak_setting_id id) { return set_source[id]; }
+const char *hak_settings_name(enum hak_settings_id id) { return set_table[id].name; }
+enum hak_settings_from hak_settings_source(enum hak_settings_id id) { return set_source[id]; }
 
-const char *hak_setting_str(enum hak_setting_id id)
+const char *hak_settings_str(enum hak_settings_id id)
 {
-  return set_table[id].kind == SET_STRING && hak_settings_value[id] ? set_table[id].buf : NULL;
+  return set_table[id].kind == SET_STRING && hak_settings_values[id] ? set_table[id].buf : NULL;
 }
 
 static const char *word_of(const set_row_t *r, int v)
@@ -195,21 +207,21 @@ static const char *word_of(const set_row_t *r, int v)
   return "?";
 }
 
-static void put_value(set_out_t *o, enum hak_setting_id id)
+static void put_value(set_out_t *o, enum hak_settings_id id)
 {
   const set_row_t *r = &set_table[id];
   switch (r->kind) {
   case SET_INT:
-  case SET_BOOL: put_int(o, hak_settings_value[id]); break;
-  case SET_ENUM: put(o, word_of(r, hak_settings_value[id])); break;
+  case SET_BOOL: put_int(o, hak_settings_values[id]); break;
+  case SET_ENUM: put(o, word_of(r, hak_settings_values[id])); break;
   case SET_STRING:
-    if (hak_settings_value[id])
+    if (hak_settings_values[id])
       put(o, r->buf);
     break;
   }
 }
 
-size_t hak_setting_format(enum hak_setting_id id, char *buf, size_t cap)
+size_t hak_settings_value_text(enum hak_settings_id id, char *buf, size_t cap)
 {
   set_out_t o = {buf, 0, cap ? cap - 1 : 0};
   put_value(&o, id);
@@ -221,7 +233,7 @@ size_t hak_setting_format(enum hak_setting_id id, char *buf, size_t cap)
 /* ---- Parsing ----------------------------------------------------------- */
 
 /* Why a value was refused (NULL: taken). */
-static const char *parse_value(enum hak_setting_id id, const char *v, size_t n, set_out_t *why)
+static const char *parse_value(enum hak_settings_id id, const char *v, size_t n, set_out_t *why)
 {
   const set_row_t *r = &set_table[id];
   if (n == 0)
@@ -229,7 +241,7 @@ static const char *parse_value(enum hak_setting_id id, const char *v, size_t n, 
   if (r->words)
     for (const set_word_t *w = r->words; w->word; w++)
       if (same_word(v, n, w->word)) {
-        hak_settings_value[id] = w->value;
+        hak_settings_values[id] = w->value;
         return NULL;
       }
   switch (r->kind) {
@@ -245,7 +257,7 @@ static const char *parse_value(enum hak_setting_id id, const char *v, size_t n, 
     }
     memcpy(r->buf, v, n);
     r->buf[n] = 0;
-    hak_settings_value[id] = 1;
+    hak_settings_values[id] = 1;
     return NULL;
   case SET_INT: break;
   }
@@ -275,7 +287,7 @@ static const char *parse_value(enum hak_setting_id id, const char *v, size_t n, 
     put_int(why, r->hi);
     return "";
   }
-  hak_settings_value[id] = (int)x;
+  hak_settings_values[id] = (int)x;
   return NULL;
 }
 
@@ -321,7 +333,7 @@ static void warn_line(set_ctx_t *c, const char *where, const char *name, size_t 
   } else {
     put(&o, "; using ");
     size_t at = o.len;
-    put_value(&o, (enum hak_setting_id)id);
+    put_value(&o, (enum hak_settings_id)id);
     if (o.len == at)
       put(&o, "none");
   }
@@ -330,12 +342,12 @@ static void warn_line(set_ctx_t *c, const char *where, const char *name, size_t 
 }
 
 /* One name=value from source src. */
-static void take(set_ctx_t *c, enum hak_setting_source src, const char *where, const char *name, size_t name_len,
+static void take(set_ctx_t *c, enum hak_settings_from src, const char *where, const char *name, size_t name_len,
                  int id, const char *val, size_t val_len)
 {
   char why_buf[160];
   set_out_t why = {why_buf, 0, sizeof why_buf - 1};
-  const char *r = parse_value((enum hak_setting_id)id, val, val_len, &why);
+  const char *r = parse_value((enum hak_settings_id)id, val, val_len, &why);
   if (!r) {
     set_source[id] = src;
     return;
@@ -364,7 +376,7 @@ static void load_options(set_ctx_t *c, const char *s)
         if (id < 0)
           warn_line(c, where, s, (size_t)(eq - s), eq + 1, (size_t)(end - eq - 1), true, "unknown setting", -1);
         else
-          take(c, HAK_SETTING_OPTIONS, where, s, (size_t)(eq - s), id, eq + 1, (size_t)(end - eq - 1));
+          take(c, HAK_SETTINGS_FROM_OPTIONS, where, s, (size_t)(eq - s), id, eq + 1, (size_t)(end - eq - 1));
       }
     }
     s = *end ? end + 1 : end;
@@ -393,8 +405,8 @@ unsigned hak_settings_load(char *const *env, hak_settings_warn_fn warn, void *ct
 {
   set_ctx_t c = {warn, ctx, 0};
   for (int id = 0; id < HAK_SET_COUNT; id++) {
-    hak_settings_value[id] = set_table[id].def;
-    set_source[id] = HAK_SETTING_DEFAULT;
+    hak_settings_values[id] = set_table[id].def;
+    set_source[id] = HAK_SETTINGS_FROM_DEFAULT;
   }
   set_stats_file[0] = 0;
   if (!env)
@@ -425,25 +437,25 @@ unsigned hak_settings_load(char *const *env, hak_settings_warn_fn warn, void *ct
     if (seen[id]) /* a second copy of the variable: getenv sees the first */
       continue;
     seen[id] = true;
-    take(&c, HAK_SETTING_ENV, "", s, (size_t)(eq - s), id, eq + 1, strlen(eq + 1));
+    take(&c, HAK_SETTINGS_FROM_ENV, "", s, (size_t)(eq - s), id, eq + 1, strlen(eq + 1));
   }
 
   /* A build without the purge thread has none to switch on. */
   if (!HAK_PURGE_THREAD)
-    hak_settings_value[HAK_SET_purge_thread] = 0;
-  if (hak_settings_value[HAK_SET_verbose])
-    hak_settings_print(hak_settings_value[HAK_SET_verbose], warn, ctx);
+    hak_settings_values[HAK_SET_purge_thread] = 0;
+  if (hak_settings_values[HAK_SET_verbose])
+    hak_settings_print(hak_settings_values[HAK_SET_verbose], warn, ctx);
   return c.warnings;
 }
 
 /* ---- Output ------------------------------------------------------------ */
 
-static const char *source_name(enum hak_setting_id id)
+static const char *source_name(enum hak_settings_id id)
 {
   switch (set_source[id]) {
-  case HAK_SETTING_ENV: return set_table[id].var;
-  case HAK_SETTING_OPTIONS: return "HAKMEM_OPTIONS";
-  case HAK_SETTING_DEFAULT: break;
+  case HAK_SETTINGS_FROM_ENV: return set_table[id].var;
+  case HAK_SETTINGS_FROM_OPTIONS: return "HAKMEM_OPTIONS";
+  case HAK_SETTINGS_FROM_DEFAULT: break;
   }
   return "default";
 }
@@ -476,11 +488,11 @@ size_t hak_settings_format_json(char *buf, size_t cap)
     put(&o, r->name);
     put(&o, "\":");
     if (r->kind == SET_ENUM)
-      put_json_string(&o, word_of(r, hak_settings_value[id]));
+      put_json_string(&o, word_of(r, hak_settings_values[id]));
     else if (r->kind == SET_STRING)
-      hak_settings_value[id] ? put_json_string(&o, r->buf) : put(&o, "null");
+      hak_settings_values[id] ? put_json_string(&o, r->buf) : put(&o, "null");
     else
-      put_int(&o, hak_settings_value[id]);
+      put_int(&o, hak_settings_values[id]);
   }
   put(&o, "}");
   return o.len;
@@ -493,7 +505,7 @@ size_t hak_settings_format_sources_json(char *buf, size_t cap)
     put(&o, id ? ",\"" : "{\"");
     put(&o, set_table[id].name);
     put(&o, "\":\"");
-    put(&o, source_name((enum hak_setting_id)id));
+    put(&o, source_name((enum hak_settings_id)id));
     put(&o, "\"");
   }
   put(&o, "}");
@@ -521,12 +533,12 @@ void hak_settings_print(int level, hak_settings_warn_fn out, void *ctx)
     put(&o, r->name);
     put_pad(&o, at, 17);
     at = o.len;
-    put_value(&o, (enum hak_setting_id)id);
+    put_value(&o, (enum hak_settings_id)id);
     if (o.len == at)
       put(&o, "(unset)");
     put_pad(&o, at, 9);
     put(&o, " ");
-    put(&o, source_name((enum hak_setting_id)id));
+    put(&o, source_name((enum hak_settings_id)id));
     if (r->warm_pool && !HAK_WARM_POOL)
       put(&o, " (no effect: built with -Dwarm_pool=false)");
     if (id == HAK_SET_purge_thread && !HAK_PURGE_THREAD)

@@ -87,8 +87,8 @@ static void *purge_main(void *arg)
 
 void hak_purge_setup(void)
 {
-  backend_set_purge_delay((unsigned)hak_setting(HAK_SET_purge_delay_ms));
-  if (!HAK_PURGE_THREAD || !hak_setting(HAK_SET_purge_thread))
+  backend_set_purge_delay((unsigned)hak_settings_get(HAK_SET_purge_delay_ms));
+  if (!HAK_PURGE_THREAD || !hak_settings_get(HAK_SET_purge_thread))
     atomic_store(&purge_state, PURGE_DISABLED);
 }
 

@@ -85,20 +85,20 @@ static void text_put(text_t *t, const char *s)
   t->p[t->len] = 0;
 }
 
-static void text_setting(text_t *t, const char *label, enum hak_setting_id id)
+static void text_setting(text_t *t, const char *label, enum hak_settings_id id)
 {
   char b[32];
-  hak_setting_format(id, b, sizeof b);
+  hak_settings_value_text(id, b, sizeof b);
   text_put(t, label);
   text_put(t, b);
 }
 
 static bool runtime_options_set(void)
 {
-  static const enum hak_setting_id ids[] = {HAK_SET_prefill, HAK_SET_prefill_policy, HAK_SET_warm_pool_max,
+  static const enum hak_settings_id ids[] = {HAK_SET_prefill, HAK_SET_prefill_policy, HAK_SET_warm_pool_max,
                                             HAK_SET_purge_delay_ms, HAK_SET_purge_thread};
   for (unsigned i = 0; i < sizeof ids / sizeof ids[0]; i++)
-    if (hak_setting_source(ids[i]) != HAK_SETTING_DEFAULT)
+    if (hak_settings_source(ids[i]) != HAK_SETTINGS_FROM_DEFAULT)
       return true;
   return false;
 }
@@ -140,26 +140,26 @@ static int stats_stderr = -1;
 
 void hak_stats_at_start(void)
 {
-  const int mode = hak_setting(HAK_SET_stats);
-  if ((mode != HAK_STATS_MODE_OFF && !hak_setting_str(HAK_SET_stats_file)) || hak_setting(HAK_SET_warm_pool_stats))
+  const int mode = hak_settings_get(HAK_SET_stats);
+  if ((mode != HAK_SET_STATS_OFF && !hak_settings_str(HAK_SET_stats_file)) || hak_settings_get(HAK_SET_warm_pool_stats))
     stats_stderr = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 100);
 }
 
 void hak_stats_at_exit(void)
 {
-  if (hak_setting(HAK_SET_warm_pool_stats))
+  if (hak_settings_get(HAK_SET_warm_pool_stats))
     hak_stats_print(stats_stderr >= 0 ? stats_stderr : STDERR_FILENO, HAK_STATS_VIEW_WARM_POOL);
-  const int mode = hak_setting(HAK_SET_stats);
-  if (mode == HAK_STATS_MODE_OFF)
+  const int mode = hak_settings_get(HAK_SET_stats);
+  if (mode == HAK_SET_STATS_OFF)
     return;
-  const char *file = hak_setting_str(HAK_SET_stats_file);
+  const char *file = hak_settings_str(HAK_SET_stats_file);
   int fd = stats_stderr >= 0 ? stats_stderr : STDERR_FILENO;
   if (file) {
     fd = open(file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (fd < 0)
       return;
   }
-  hak_stats_print(fd, mode == HAK_STATS_MODE_JSON ? HAK_STATS_VIEW_JSON : HAK_STATS_VIEW_TABLE);
+  hak_stats_print(fd, mode == HAK_SET_STATS_JSON ? HAK_STATS_VIEW_JSON : HAK_STATS_VIEW_TABLE);
   if (fd != STDERR_FILENO && fd != stats_stderr)
     close(fd);
 }

@@ -79,21 +79,21 @@ static void budget_on_unused(wp_state_t *st, hak_superslab_t *ss);
  * The pool's capacity, and the prefill budget clipped to it: prefilled
  * SuperSlabs live in the pool next to the one being carved, so a budget
  * stays below the capacity (and fits budget's byte). */
-static inline unsigned wp_capacity(void) { return (unsigned)hak_setting(HAK_SET_warm_pool_max); }
+static inline unsigned wp_capacity(void) { return (unsigned)hak_settings_get(HAK_SET_warm_pool_max); }
 
 static inline unsigned wp_prefill(void)
 {
-  unsigned p = (unsigned)hak_setting(HAK_SET_prefill), cap = wp_capacity();
+  unsigned p = (unsigned)hak_settings_get(HAK_SET_prefill), cap = wp_capacity();
   return p < cap ? p : cap - 1;
 }
 
-static inline bool wp_adaptive(void) { return hak_setting(HAK_SET_prefill_policy) == HAK_POLICY_ADAPTIVE; }
+static inline bool wp_adaptive(void) { return hak_settings_get(HAK_SET_prefill_policy) == HAK_SET_POLICY_ADAPTIVE; }
 
 /* The adaptive policy's ceiling: HAK_PREFILL_GROWTH times the configured
  * budget, bounded by the pool. */
 static inline unsigned wp_prefill_cap(void)
 {
-  unsigned g = (unsigned)hak_setting(HAK_SET_prefill) * HAK_PREFILL_GROWTH, cap = wp_capacity();
+  unsigned g = (unsigned)hak_settings_get(HAK_SET_prefill) * HAK_PREFILL_GROWTH, cap = wp_capacity();
   return g < cap ? g : cap - 1;
 }
 

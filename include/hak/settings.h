@@ -15,7 +15,8 @@
  *   - nothing on the malloc/free fast paths reads a setting.
  *
  * Below every box (like hak/stats.h): the boxes read their settings here
- * without reaching up to the front.
+ * without reaching up to the front. Names: hak_settings_* (HAK_SET_* for
+ * the rows' ids and the words' values); static ones in the .c: set_*.
  */
 #ifndef HAK_SETTINGS_H
 #define HAK_SETTINGS_H
@@ -26,7 +27,7 @@
 #include <limits.h>
 
 /* One id per row of the table, in the order the output lists them. */
-enum hak_setting_id {
+enum hak_settings_id {
   HAK_SET_prefill,
   HAK_SET_prefill_policy,
   HAK_SET_warm_pool_max,
@@ -40,23 +41,23 @@ enum hak_setting_id {
 };
 
 /* The words of the enumerated settings, as their values. */
-enum { HAK_POLICY_FIXED = 0, HAK_POLICY_ADAPTIVE = 1 };
-enum { HAK_STATS_MODE_OFF = 0, HAK_STATS_MODE_TABLE = 1, HAK_STATS_MODE_JSON = 2 };
+enum { HAK_SET_POLICY_FIXED = 0, HAK_SET_POLICY_ADAPTIVE = 1 };
+enum { HAK_SET_STATS_OFF = 0, HAK_SET_STATS_TABLE = 1, HAK_SET_STATS_JSON = 2 };
 
 /* Where a setting's value came from. */
-enum hak_setting_source { HAK_SETTING_DEFAULT, HAK_SETTING_OPTIONS, HAK_SETTING_ENV };
+enum hak_settings_from { HAK_SETTINGS_FROM_DEFAULT, HAK_SETTINGS_FROM_OPTIONS, HAK_SETTINGS_FROM_ENV };
 
 /* The values in force (a string setting: 1 when set, 0 when not). */
-extern int hak_settings_value[HAK_SET_COUNT] HAK_INTERNAL;
+extern int hak_settings_values[HAK_SET_COUNT] HAK_INTERNAL;
 
-static inline int hak_setting(enum hak_setting_id id) { return hak_settings_value[id]; }
+static inline int hak_settings_get(enum hak_settings_id id) { return hak_settings_values[id]; }
 /* A string setting's value, or NULL when unset. */
-const char *hak_setting_str(enum hak_setting_id id) HAK_INTERNAL;
-enum hak_setting_source hak_setting_source(enum hak_setting_id id) HAK_INTERNAL;
+const char *hak_settings_str(enum hak_settings_id id) HAK_INTERNAL;
+enum hak_settings_from hak_settings_source(enum hak_settings_id id) HAK_INTERNAL;
 /* The row's name ("prefill"), and its value as text ("3", "adaptive", a
  * path; "" for an unset string) into buf. */
-const char *hak_setting_name(enum hak_setting_id id) HAK_INTERNAL;
-size_t hak_setting_format(enum hak_setting_id id, char *buf, size_t cap) HAK_INTERNAL;
+const char *hak_settings_name(enum hak_settings_id id) HAK_INTERNAL;
+size_t hak_settings_value_text(enum hak_settings_id id, char *buf, size_t cap) HAK_INTERNAL;
 
 /* Where warnings go: one call per warning, line holds its text with the
  * trailing newline. NULL: standard error (write(2) to fd 2). */

@@ -49,11 +49,11 @@ static unsigned lines_in(const char *s)
 
 static const int defaults[HAK_SET_COUNT] = {
   [HAK_SET_prefill] = HAK_PREFILL,
-  [HAK_SET_prefill_policy] = HAK_PREFILL_ADAPTIVE ? HAK_POLICY_ADAPTIVE : HAK_POLICY_FIXED,
+  [HAK_SET_prefill_policy] = HAK_PREFILL_ADAPTIVE ? HAK_SET_POLICY_ADAPTIVE : HAK_SET_POLICY_FIXED,
   [HAK_SET_warm_pool_max] = HAK_WARM_POOL_MAX,
   [HAK_SET_purge_delay_ms] = HAK_PURGE_DELAY_MS,
   [HAK_SET_purge_thread] = HAK_PURGE_THREAD,
-  [HAK_SET_stats] = HAK_STATS_MODE_OFF,
+  [HAK_SET_stats] = HAK_SET_STATS_OFF,
   [HAK_SET_stats_file] = 0,
   [HAK_SET_warm_pool_stats] = 0,
   [HAK_SET_verbose] = 0,
@@ -62,11 +62,11 @@ static const int defaults[HAK_SET_COUNT] = {
 static void assert_all_default(void)
 {
   for (int id = 0; id < HAK_SET_COUNT; id++) {
-    ck_assert_msg(hak_setting((enum hak_setting_id)id) == defaults[id], "%s is %d, default %d",
-                  hak_setting_name((enum hak_setting_id)id), hak_setting((enum hak_setting_id)id), defaults[id]);
-    ck_assert_int_eq(hak_setting_source((enum hak_setting_id)id), HAK_SETTING_DEFAULT);
+    ck_assert_msg(hak_settings_get((enum hak_settings_id)id) == defaults[id], "%s is %d, default %d",
+                  hak_settings_name((enum hak_settings_id)id), hak_settings_get((enum hak_settings_id)id), defaults[id]);
+    ck_assert_int_eq(hak_settings_source((enum hak_settings_id)id), HAK_SETTINGS_FROM_DEFAULT);
   }
-  ck_assert_ptr_null(hak_setting_str(HAK_SET_stats_file));
+  ck_assert_ptr_null(hak_settings_str(HAK_SET_stats_file));
 }
 
 /* ---- Defaults and good values ------------------------------------------- */
@@ -90,17 +90,17 @@ START_TEST(good_values_from_variables)
     "HAKMEM_STATS_FILE=/tmp/s",  "HAKMEM_WARM_POOL_STATS=yes",     NULL};
   ck_assert_uint_eq(load(env), 0);
   ck_assert_str_eq(sink_buf, "");
-  ck_assert_int_eq(hak_setting(HAK_SET_prefill), 5);
-  ck_assert_int_eq(hak_setting(HAK_SET_prefill_policy), HAK_POLICY_ADAPTIVE);
-  ck_assert_int_eq(hak_setting(HAK_SET_warm_pool_max), 256);
-  ck_assert_int_eq(hak_setting(HAK_SET_purge_delay_ms), 0);
-  ck_assert_int_eq(hak_setting(HAK_SET_purge_thread), 0);
-  ck_assert_int_eq(hak_setting(HAK_SET_stats), HAK_STATS_MODE_JSON);
-  ck_assert_str_eq(hak_setting_str(HAK_SET_stats_file), "/tmp/s");
-  ck_assert_int_eq(hak_setting(HAK_SET_warm_pool_stats), 1);
+  ck_assert_int_eq(hak_settings_get(HAK_SET_prefill), 5);
+  ck_assert_int_eq(hak_settings_get(HAK_SET_prefill_policy), HAK_SET_POLICY_ADAPTIVE);
+  ck_assert_int_eq(hak_settings_get(HAK_SET_warm_pool_max), 256);
+  ck_assert_int_eq(hak_settings_get(HAK_SET_purge_delay_ms), 0);
+  ck_assert_int_eq(hak_settings_get(HAK_SET_purge_thread), 0);
+  ck_assert_int_eq(hak_settings_get(HAK_SET_stats), HAK_SET_STATS_JSON);
+  ck_assert_str_eq(hak_settings_str(HAK_SET_stats_file), "/tmp/s");
+  ck_assert_int_eq(hak_settings_get(HAK_SET_warm_pool_stats), 1);
   for (int id = 0; id < HAK_SET_verbose; id++)
-    ck_assert_int_eq(hak_setting_source((enum hak_setting_id)id), HAK_SETTING_ENV);
-  ck_assert_int_eq(hak_setting_source(HAK_SET_verbose), HAK_SETTING_DEFAULT);
+    ck_assert_int_eq(hak_settings_source((enum hak_settings_id)id), HAK_SETTINGS_FROM_ENV);
+  ck_assert_int_eq(hak_settings_source(HAK_SET_verbose), HAK_SETTINGS_FROM_DEFAULT);
 }
 END_TEST
 
@@ -109,20 +109,20 @@ START_TEST(words_numbers_and_case)
 {
   static const struct {
     const char *var;
-    enum hak_setting_id id;
+    enum hak_settings_id id;
     int want;
   } cases[] = {
-    {"HAKMEM_STATS=1", HAK_SET_stats, HAK_STATS_MODE_TABLE},
-    {"HAKMEM_STATS=table", HAK_SET_stats, HAK_STATS_MODE_TABLE},
-    {"HAKMEM_STATS=JSON", HAK_SET_stats, HAK_STATS_MODE_JSON},
-    {"HAKMEM_STATS=0", HAK_SET_stats, HAK_STATS_MODE_OFF},
-    {"HAKMEM_STATS=off", HAK_SET_stats, HAK_STATS_MODE_OFF},
+    {"HAKMEM_STATS=1", HAK_SET_stats, HAK_SET_STATS_TABLE},
+    {"HAKMEM_STATS=table", HAK_SET_stats, HAK_SET_STATS_TABLE},
+    {"HAKMEM_STATS=JSON", HAK_SET_stats, HAK_SET_STATS_JSON},
+    {"HAKMEM_STATS=0", HAK_SET_stats, HAK_SET_STATS_OFF},
+    {"HAKMEM_STATS=off", HAK_SET_stats, HAK_SET_STATS_OFF},
     {"HAKMEM_WARM_POOL_STATS=1", HAK_SET_warm_pool_stats, 1},
     {"HAKMEM_WARM_POOL_STATS=On", HAK_SET_warm_pool_stats, 1},
     {"HAKMEM_WARM_POOL_STATS=false", HAK_SET_warm_pool_stats, 0},
     {"HAKMEM_PURGE_THREAD=0", HAK_SET_purge_thread, 0},
     {"HAKMEM_PURGE_THREAD=true", HAK_SET_purge_thread, HAK_PURGE_THREAD},
-    {"HAKMEM_PREFILL_POLICY=fixed", HAK_SET_prefill_policy, HAK_POLICY_FIXED},
+    {"HAKMEM_PREFILL_POLICY=fixed", HAK_SET_prefill_policy, HAK_SET_POLICY_FIXED},
     {"HAKMEM_PREFILL=064", HAK_SET_prefill, 64},
     {"HAKMEM_PREFILL=0", HAK_SET_prefill, 0},
     {"HAKMEM_PURGE_DELAY_MS=10000", HAK_SET_purge_delay_ms, 10000},
@@ -134,8 +134,8 @@ START_TEST(words_numbers_and_case)
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     char *env[] = {(char *)cases[i].var, NULL};
     ck_assert_uint_eq(load(env), 0);
-    ck_assert_msg(hak_setting(cases[i].id) == cases[i].want, "%s gives %d, want %d", cases[i].var,
-                  hak_setting(cases[i].id), cases[i].want);
+    ck_assert_msg(hak_settings_get(cases[i].id) == cases[i].want, "%s gives %d, want %d", cases[i].var,
+                  hak_settings_get(cases[i].id), cases[i].want);
   }
 }
 END_TEST
@@ -230,10 +230,10 @@ START_TEST(several_bad_values_each_warned_once)
   ck_assert_uint_eq(load(env), 4);
   ck_assert_uint_eq(lines_in(sink_buf), 4);
   /* the bad variable leaves HAKMEM_OPTIONS' value in force */
-  ck_assert_int_eq(hak_setting(HAK_SET_prefill), 1);
-  ck_assert_int_eq(hak_setting_source(HAK_SET_prefill), HAK_SETTING_OPTIONS);
+  ck_assert_int_eq(hak_settings_get(HAK_SET_prefill), 1);
+  ck_assert_int_eq(hak_settings_source(HAK_SET_prefill), HAK_SETTINGS_FROM_OPTIONS);
   ck_assert_ptr_nonnull(strstr(sink_buf, "hakmem: HAKMEM_PREFILL=x: not a number in 0..64; using 1\n"));
-  ck_assert_int_eq(hak_setting(HAK_SET_stats), HAK_STATS_MODE_JSON);
+  ck_assert_int_eq(hak_settings_get(HAK_SET_stats), HAK_SET_STATS_JSON);
 }
 END_TEST
 
@@ -247,11 +247,11 @@ START_TEST(long_values_are_cut_in_warnings_and_refused_as_paths)
   ck_assert_uint_eq(lines_in(sink_buf), 1);
   ck_assert_uint_lt(strlen(sink_buf), 300);
   ck_assert_ptr_nonnull(strstr(sink_buf, "...: longer than PATH_MAX - 1 bytes; using none\n"));
-  ck_assert_ptr_null(hak_setting_str(HAK_SET_stats_file));
+  ck_assert_ptr_null(hak_settings_str(HAK_SET_stats_file));
   /* the longest path that fits is taken */
   var[strlen("HAKMEM_STATS_FILE=") + PATH_MAX - 1] = 0;
   ck_assert_uint_eq(load(env), 0);
-  ck_assert_uint_eq(strlen(hak_setting_str(HAK_SET_stats_file)), PATH_MAX - 1);
+  ck_assert_uint_eq(strlen(hak_settings_str(HAK_SET_stats_file)), PATH_MAX - 1);
 }
 END_TEST
 
@@ -281,14 +281,14 @@ START_TEST(options_string_parsed)
                  "warm_pool_max=8,purge_delay_ms=250,prefill=6,",
                  NULL};
   ck_assert_uint_eq(load(env), 0);
-  ck_assert_int_eq(hak_setting(HAK_SET_prefill), 6); /* the later entry wins */
-  ck_assert_int_eq(hak_setting(HAK_SET_prefill_policy), HAK_POLICY_ADAPTIVE);
-  ck_assert_int_eq(hak_setting(HAK_SET_stats), HAK_STATS_MODE_TABLE);
-  ck_assert_str_eq(hak_setting_str(HAK_SET_stats_file), "/tmp/a=b");
-  ck_assert_int_eq(hak_setting(HAK_SET_warm_pool_max), 8);
-  ck_assert_int_eq(hak_setting(HAK_SET_purge_delay_ms), 250);
-  ck_assert_int_eq(hak_setting_source(HAK_SET_prefill), HAK_SETTING_OPTIONS);
-  ck_assert_int_eq(hak_setting_source(HAK_SET_warm_pool_stats), HAK_SETTING_DEFAULT);
+  ck_assert_int_eq(hak_settings_get(HAK_SET_prefill), 6); /* the later entry wins */
+  ck_assert_int_eq(hak_settings_get(HAK_SET_prefill_policy), HAK_SET_POLICY_ADAPTIVE);
+  ck_assert_int_eq(hak_settings_get(HAK_SET_stats), HAK_SET_STATS_TABLE);
+  ck_assert_str_eq(hak_settings_str(HAK_SET_stats_file), "/tmp/a=b");
+  ck_assert_int_eq(hak_settings_get(HAK_SET_warm_pool_max), 8);
+  ck_assert_int_eq(hak_settings_get(HAK_SET_purge_delay_ms), 250);
+  ck_assert_int_eq(hak_settings_source(HAK_SET_prefill), HAK_SETTINGS_FROM_OPTIONS);
+  ck_assert_int_eq(hak_settings_source(HAK_SET_warm_pool_stats), HAK_SETTINGS_FROM_DEFAULT);
 }
 END_TEST
 
@@ -300,15 +300,15 @@ START_TEST(variable_wins_over_options)
   char *const *envs[] = {env1, env2};
   for (int i = 0; i < 2; i++) {
     ck_assert_uint_eq(load(envs[i]), 0);
-    ck_assert_int_eq(hak_setting(HAK_SET_prefill), 2);
-    ck_assert_int_eq(hak_setting_source(HAK_SET_prefill), HAK_SETTING_ENV);
-    ck_assert_int_eq(hak_setting(HAK_SET_warm_pool_max), 32);
-    ck_assert_int_eq(hak_setting_source(HAK_SET_warm_pool_max), HAK_SETTING_OPTIONS);
+    ck_assert_int_eq(hak_settings_get(HAK_SET_prefill), 2);
+    ck_assert_int_eq(hak_settings_source(HAK_SET_prefill), HAK_SETTINGS_FROM_ENV);
+    ck_assert_int_eq(hak_settings_get(HAK_SET_warm_pool_max), 32);
+    ck_assert_int_eq(hak_settings_source(HAK_SET_warm_pool_max), HAK_SETTINGS_FROM_OPTIONS);
   }
   /* the first copy of a variable counts, as getenv would see it */
   char *env3[] = {"HAKMEM_PREFILL=4", "HAKMEM_PREFILL=5", NULL};
   ck_assert_uint_eq(load(env3), 0);
-  ck_assert_int_eq(hak_setting(HAK_SET_prefill), 4);
+  ck_assert_int_eq(hak_settings_get(HAK_SET_prefill), 4);
 }
 END_TEST
 
@@ -317,7 +317,7 @@ START_TEST(reload_resets)
 {
   char *env[] = {"HAKMEM_OPTIONS=prefill=9,stats_file=/x", NULL};
   ck_assert_uint_eq(load(env), 0);
-  ck_assert_int_eq(hak_setting(HAK_SET_prefill), 9);
+  ck_assert_int_eq(hak_settings_get(HAK_SET_prefill), 9);
   char *none[] = {NULL};
   ck_assert_uint_eq(load(none), 0);
   assert_all_default();
@@ -372,9 +372,9 @@ START_TEST(json_of_settings_and_sources)
   ck_assert_uint_eq(hak_settings_format_json(buf, 10), 10);
   ck_assert_int_eq(buf[10], 'x');
   /* as text */
-  ck_assert_uint_eq(hak_setting_format(HAK_SET_stats, buf, sizeof buf), 4);
+  ck_assert_uint_eq(hak_settings_value_text(HAK_SET_stats, buf, sizeof buf), 4);
   ck_assert_str_eq(buf, "json");
-  ck_assert_uint_eq(hak_setting_format(HAK_SET_prefill, buf, 2), 1);
+  ck_assert_uint_eq(hak_settings_value_text(HAK_SET_prefill, buf, 2), 1);
   ck_assert_str_eq(buf, "3");
 }
 END_TEST

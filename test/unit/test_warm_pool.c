@@ -16,18 +16,18 @@
 #include <stdlib.h>
 
 /* The warm pool's settings in force, clipped as the pool clips them. */
-static unsigned pool_max(void) { return (unsigned)hak_setting(HAK_SET_warm_pool_max); }
+static unsigned pool_max(void) { return (unsigned)hak_settings_get(HAK_SET_warm_pool_max); }
 static unsigned prefill_effective(void)
 {
-  unsigned p = (unsigned)hak_setting(HAK_SET_prefill);
+  unsigned p = (unsigned)hak_settings_get(HAK_SET_prefill);
   return p < pool_max() ? p : pool_max() - 1;
 }
 static unsigned prefill_cap(void)
 {
-  unsigned g = (unsigned)hak_setting(HAK_SET_prefill) * HAK_PREFILL_GROWTH;
+  unsigned g = (unsigned)hak_settings_get(HAK_SET_prefill) * HAK_PREFILL_GROWTH;
   return g < pool_max() ? g : pool_max() - 1;
 }
-static bool adaptive(void) { return hak_setting(HAK_SET_prefill_policy) == HAK_POLICY_ADAPTIVE; }
+static bool adaptive(void) { return hak_settings_get(HAK_SET_prefill_policy) == HAK_SET_POLICY_ADAPTIVE; }
 
 /* Load the settings from env (a test case's own environment). */
 static void load(char *const *env)
