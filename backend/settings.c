@@ -25,6 +25,7 @@
  * are copied into static buffers, warnings are formatted on the stack.
  */
 #include "hak/settings.h"
+#include "hak/outbuf.h"
 
 #include <string.h>
 #include <unistd.h>
@@ -124,50 +125,18 @@ int hak_settings_values[HAK_SET_COUNT] = {
 };
 static enum hak_settings_from set_source[HAK_SET_COUNT];
 
-/* ---- Small string helpers (no libc beyond memcpy/strlen) ---------------- */
-
-typedef struct set_out {
-  char *p;
-  size_t len, cap;
-} set_out_t;
-
-static void put_mem(set_out_t *o, const char *s, size_t n)
-{
-  for (size_t i = 0; i < n && o->len < o->cap; i++)
-    o->p[o->len++] = s[i];
-}
-
-static void put(set_out_t *o, const char *s) { put_mem(o, s, strlen(s)); }
-
-static void put_int(set_out_t *o, long v)
-{
-  char b[24];
-  size_t n = 0;
-  unsigned long u = v < 0 ? 0ul - (unsigned long)v : (unsigned long)v;
-  do
-    b[sizeof b - 1 - n++] = (char)('0' + u % 10);
-  while ((u /= 10) && n < sizeof b - 1);
-  if (v < 0)
-    b[sizeof b - 1 - n++] = '-';
-  put_mem(o, b + sizeof b - n, n);
-}
-
-static void put_pad(set_out_t *o, size_t from, size_t width)
-{
-  while (o->len - from < width && o->len < o->cap)
-    o->p[o->len++] = ' ';
-}
+/* ---- Text (hak/outbuf.h) ---------------------------------------------- */
 
 /* A user's text in a warning: at most limit bytes, control bytes as '?'. */
-static void put_shown(set_out_t *o, const char *s, size_t n)
+static void put_shown(hak_out_t *o, const char *s, size_t n)
 {
   const size_t limit = 96;
   for (size_t i = 0; i < n && i < limit; i++) {
     char c = s[i];
-    put_mem(o, (unsigned char)c < 0x20 || c == 0x7f ? "?" : &c, 1);
+    hak_out_mem(o, (unsigned char)c < 0x20 || c == 0x7f ? "?" : &c, 1);
   }
   if (n > limit)
-    put(o, "...");
+    hak_out_str(o, "...");
 }
 
 static char lower(char c) { return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c; }
@@ -207,23 +176,23 @@ static const char *word_of(const set_row_t *r, int v)
   return "?";
 }
 
-static void put_value(set_out_t *o, enum hak_settings_id id)
+static void put_value(hak_out_t *o, enum hak_settings_id id)
 {
   const set_row_t *r = &set_table[id];
   switch (r->kind) {
   case SET_INT:
-  case SET_BOOL: put_int(o, hak_settings_values[id]); break;
-  case SET_ENUM: put(o, word_of(r, hak_settings_values[id])); break;
+  case SET_BOOL: hak_out_i64(o, hak_settings_values[id]); break;
+  case SET_ENUM: hak_out_str(o, word_of(r, hak_settings_values[id])); break;
   case SET_STRING:
     if (hak_settings_values[id])
-      put(o, r->buf);
+      hak_out_str(o, r->buf);
     break;
   }
 }
 
 size_t hak_settings_value_text(enum hak_settings_id id, char *buf, size_t cap)
 {
-  set_out_t o = {buf, 0, cap ? cap - 1 : 0};
+  hak_out_t o = {buf, 0, cap ? cap - 1 : 0};
   put_value(&o, id);
   if (cap)
     buf[o.len] = 0;
@@ -233,7 +202,7 @@ size_t hak_settings_value_text(enum hak_settings_id id, char *buf, size_t cap)
 /* ---- Parsing ----------------------------------------------------------- */
 
 /* Why a value was refused (NULL: taken). */
-static const char *parse_value(enum hak_settings_id id, const char *v, size_t n, set_out_t *why)
+static const char *parse_value(enum hak_settings_id id, const char *v, size_t n, hak_out_t *why)
 {
   const set_row_t *r = &set_table[id];
   if (n == 0)
@@ -247,12 +216,12 @@ static const char *parse_value(enum hak_settings_id id, const char *v, size_t n,
   switch (r->kind) {
   case SET_BOOL:
   case SET_ENUM:
-    put(why, "not ");
-    put(why, r->expect);
+    hak_out_str(why, "not ");
+    hak_out_str(why, r->expect);
     return "";
   case SET_STRING:
     if (n >= r->buf_size) {
-      put(why, "longer than PATH_MAX - 1 bytes");
+      hak_out_str(why, "longer than PATH_MAX - 1 bytes");
       return "";
     }
     memcpy(r->buf, v, n);
@@ -270,21 +239,21 @@ static const char *parse_value(enum hak_settings_id id, const char *v, size_t n,
     if (x <= 100000000L)
       x = x * 10 + (v[i] - '0');
   if (digits == 0 || i < n) {
-    put(why, digits == 0 ? "not a number in " : "trailing characters after the number; want ");
-    put_int(why, r->lo);
-    put(why, "..");
-    put_int(why, r->hi);
+    hak_out_str(why, digits == 0 ? "not a number in " : "trailing characters after the number; want ");
+    hak_out_i64(why, r->lo);
+    hak_out_str(why, "..");
+    hak_out_i64(why, r->hi);
     if (r->words)
-      put(why, " or a boolean");
+      hak_out_str(why, " or a boolean");
     return "";
   }
   if (neg)
     x = -x;
   if (x < r->lo || x > r->hi) {
-    put(why, "out of range ");
-    put_int(why, r->lo);
-    put(why, "..");
-    put_int(why, r->hi);
+    hak_out_str(why, "out of range ");
+    hak_out_i64(why, r->lo);
+    hak_out_str(why, "..");
+    hak_out_i64(why, r->hi);
     return "";
   }
   hak_settings_values[id] = (int)x;
@@ -318,24 +287,24 @@ static void warn_line(set_ctx_t *c, const char *where, const char *name, size_t 
                       size_t val_len, bool has_eq, const char *why, int id)
 {
   char line[512];
-  set_out_t o = {line, 0, sizeof line - 1};
-  put(&o, "hakmem: ");
-  put(&o, where);
+  hak_out_t o = {line, 0, sizeof line - 1};
+  hak_out_str(&o, "hakmem: ");
+  hak_out_str(&o, where);
   put_shown(&o, name, name_len);
   if (has_eq) {
-    put(&o, "=");
+    hak_out_str(&o, "=");
     put_shown(&o, val, val_len);
   }
-  put(&o, ": ");
-  put(&o, why);
+  hak_out_str(&o, ": ");
+  hak_out_str(&o, why);
   if (id < 0) {
-    put(&o, "; ignored");
+    hak_out_str(&o, "; ignored");
   } else {
-    put(&o, "; using ");
+    hak_out_str(&o, "; using ");
     size_t at = o.len;
     put_value(&o, (enum hak_settings_id)id);
     if (o.len == at)
-      put(&o, "none");
+      hak_out_str(&o, "none");
   }
   o.p[o.len++] = '\n';
   emit(c, line, o.len);
@@ -346,14 +315,14 @@ static void take(set_ctx_t *c, enum hak_settings_from src, const char *where, co
                  int id, const char *val, size_t val_len)
 {
   char why_buf[160];
-  set_out_t why = {why_buf, 0, sizeof why_buf - 1};
+  hak_out_t why = {why_buf, 0, sizeof why_buf - 1};
   const char *r = parse_value((enum hak_settings_id)id, val, val_len, &why);
   if (!r) {
     set_source[id] = src;
     return;
   }
   if (*r)
-    put(&why, r);
+    hak_out_str(&why, r);
   why_buf[why.len] = 0;
   warn_line(c, where, name, name_len, val, val_len, true, why_buf, id);
 }
@@ -460,59 +429,59 @@ static const char *source_name(enum hak_settings_id id)
   return "default";
 }
 
-static void put_json_string(set_out_t *o, const char *s)
+static void put_json_string(hak_out_t *o, const char *s)
 {
   static const char hex[] = "0123456789abcdef";
-  put(o, "\"");
+  hak_out_str(o, "\"");
   for (; *s; s++) {
     unsigned char ch = (unsigned char)*s;
     if (ch == '"' || ch == '\\') {
       char e[2] = {'\\', (char)ch};
-      put_mem(o, e, 2);
+      hak_out_mem(o, e, 2);
     } else if (ch < 0x20) {
       char e[6] = {'\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15]};
-      put_mem(o, e, 6);
+      hak_out_mem(o, e, 6);
     } else {
-      put_mem(o, (const char *)&ch, 1);
+      hak_out_mem(o, (const char *)&ch, 1);
     }
   }
-  put(o, "\"");
+  hak_out_str(o, "\"");
 }
 
 size_t hak_settings_format_json(char *buf, size_t cap)
 {
-  set_out_t o = {buf, 0, cap};
+  hak_out_t o = {buf, 0, cap};
   for (int id = 0; id < HAK_SET_COUNT; id++) {
     const set_row_t *r = &set_table[id];
-    put(&o, id ? ",\"" : "{\"");
-    put(&o, r->name);
-    put(&o, "\":");
+    hak_out_str(&o, id ? ",\"" : "{\"");
+    hak_out_str(&o, r->name);
+    hak_out_str(&o, "\":");
     if (r->kind == SET_ENUM)
       put_json_string(&o, word_of(r, hak_settings_values[id]));
     else if (r->kind == SET_STRING)
-      hak_settings_values[id] ? put_json_string(&o, r->buf) : put(&o, "null");
+      hak_settings_values[id] ? put_json_string(&o, r->buf) : hak_out_str(&o, "null");
     else
-      put_int(&o, hak_settings_values[id]);
+      hak_out_i64(&o, hak_settings_values[id]);
   }
-  put(&o, "}");
+  hak_out_str(&o, "}");
   return o.len;
 }
 
 size_t hak_settings_format_sources_json(char *buf, size_t cap)
 {
-  set_out_t o = {buf, 0, cap};
+  hak_out_t o = {buf, 0, cap};
   for (int id = 0; id < HAK_SET_COUNT; id++) {
-    put(&o, id ? ",\"" : "{\"");
-    put(&o, set_table[id].name);
-    put(&o, "\":\"");
-    put(&o, source_name((enum hak_settings_id)id));
-    put(&o, "\"");
+    hak_out_str(&o, id ? ",\"" : "{\"");
+    hak_out_str(&o, set_table[id].name);
+    hak_out_str(&o, "\":\"");
+    hak_out_str(&o, source_name((enum hak_settings_id)id));
+    hak_out_str(&o, "\"");
   }
-  put(&o, "}");
+  hak_out_str(&o, "}");
   return o.len;
 }
 
-static void print_line(set_out_t *o, hak_settings_warn_fn out, void *ctx)
+static void print_line(hak_out_t *o, hak_settings_warn_fn out, void *ctx)
 {
   o->p[o->len++] = '\n'; /* room kept: cap is one short of the buffer */
   set_ctx_t c = {out, ctx, 0};
@@ -523,46 +492,46 @@ static void print_line(set_out_t *o, hak_settings_warn_fn out, void *ctx)
 void hak_settings_print(int level, hak_settings_warn_fn out, void *ctx)
 {
   char line[PATH_MAX + 512];
-  set_out_t o = {line, 0, sizeof line - 1};
-  put(&o, "hakmem: settings in force (variant " HAK_VARIANT "; HAKMEM_<NAME> wins over HAKMEM_OPTIONS):");
+  hak_out_t o = {line, 0, sizeof line - 1};
+  hak_out_str(&o, "hakmem: settings in force (variant " HAK_VARIANT "; HAKMEM_<NAME> wins over HAKMEM_OPTIONS):");
   print_line(&o, out, ctx);
   for (int id = 0; id < HAK_SET_COUNT; id++) {
     const set_row_t *r = &set_table[id];
-    put(&o, "hakmem:   ");
+    hak_out_str(&o, "hakmem:   ");
     size_t at = o.len;
-    put(&o, r->name);
-    put_pad(&o, at, 17);
+    hak_out_str(&o, r->name);
+    hak_out_pad(&o, at, 17);
     at = o.len;
     put_value(&o, (enum hak_settings_id)id);
     if (o.len == at)
-      put(&o, "(unset)");
-    put_pad(&o, at, 9);
-    put(&o, " ");
-    put(&o, source_name((enum hak_settings_id)id));
+      hak_out_str(&o, "(unset)");
+    hak_out_pad(&o, at, 9);
+    hak_out_str(&o, " ");
+    hak_out_str(&o, source_name((enum hak_settings_id)id));
     if (r->warm_pool && !HAK_WARM_POOL)
-      put(&o, " (no effect: built with -Dwarm_pool=false)");
+      hak_out_str(&o, " (no effect: built with -Dwarm_pool=false)");
     if (id == HAK_SET_purge_thread && !HAK_PURGE_THREAD)
-      put(&o, " (no effect: built with -Dpurge_thread=false)");
+      hak_out_str(&o, " (no effect: built with -Dpurge_thread=false)");
     if (level >= 2) {
-      put(&o, "\nhakmem:       ");
+      hak_out_str(&o, "\nhakmem:       ");
       if (r->kind == SET_INT) {
-        put_int(&o, r->lo);
-        put(&o, "..");
-        put_int(&o, r->hi);
+        hak_out_i64(&o, r->lo);
+        hak_out_str(&o, "..");
+        hak_out_i64(&o, r->hi);
       } else if (r->kind == SET_STRING) {
-        put(&o, "path");
+        hak_out_str(&o, "path");
       } else {
-        put(&o, r->kind == SET_BOOL ? "boolean" : r->expect);
+        hak_out_str(&o, r->kind == SET_BOOL ? "boolean" : r->expect);
       }
-      put(&o, ", default ");
+      hak_out_str(&o, ", default ");
       if (r->kind == SET_ENUM)
-        put(&o, word_of(r, r->def));
+        hak_out_str(&o, word_of(r, r->def));
       else if (r->kind == SET_STRING)
-        put(&o, "unset");
+        hak_out_str(&o, "unset");
       else
-        put_int(&o, r->def);
-      put(&o, ": ");
-      put(&o, r->doc);
+        hak_out_i64(&o, r->def);
+      hak_out_str(&o, ": ");
+      hak_out_str(&o, r->doc);
     }
     print_line(&o, out, ctx);
   }

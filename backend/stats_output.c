@@ -20,6 +20,7 @@
 #include "hak/stats.h"
 #include "hak/settings.h"
 #include "hak/lock.h"
+#include "hak/outbuf.h"
 #include "hakmem.h"
 #include "backend/os.h"
 #include "backend/size_class.h"
@@ -38,49 +39,30 @@ void hak_stats_output_fork_prepare(void) { hak_mutex_lock(&output_lock); }
 void hak_stats_output_fork_parent(void) { hak_mutex_unlock(&output_lock); }
 void hak_stats_output_fork_child(void) { hak_mutex_reinit(&output_lock); }
 
-typedef struct outbuf {
-  char *p;
-  size_t len, cap;
-} outbuf_t;
-
-static void out_str(outbuf_t *o, const char *s)
-{
-  size_t room = o->cap - o->len; /* len never passes cap */
-  for (; *s && room; s++, room--)
-    o->p[o->len++] = *s;
-}
-
-static void out_u64(outbuf_t *o, unsigned long long v)
-{
-  char b[24];
-  b[hak_fmt_u64(b, v)] = 0;
-  out_str(o, b);
-}
-
 /* The JSON object's and the table's first words. */
-static void out_head(outbuf_t *o, const hak_stats_about_t *a, bool json)
+static void out_head(hak_out_t *o, const hak_stats_about_t *a, bool json)
 {
   if (json) {
-    out_str(o, "{\"allocator\":\"hakmem\",\"version\":\"");
-    out_str(o, a->version);
-    out_str(o, "\",\"variant\":\"");
-    out_str(o, a->variant);
-    out_str(o, "\",\"pid\":");
-    out_u64(o, (unsigned long long)getpid());
-    out_str(o, ",\"config\":");
-    out_str(o, a->config_json);
-    out_str(o, ",\"settings\":");
+    hak_out_str(o, "{\"allocator\":\"hakmem\",\"version\":\"");
+    hak_out_str(o, a->version);
+    hak_out_str(o, "\",\"variant\":\"");
+    hak_out_str(o, a->variant);
+    hak_out_str(o, "\",\"pid\":");
+    hak_out_u64(o, (unsigned long long)getpid());
+    hak_out_str(o, ",\"config\":");
+    hak_out_str(o, a->config_json);
+    hak_out_str(o, ",\"settings\":");
     o->len += hak_settings_format_json(o->p + o->len, o->cap - o->len);
-    out_str(o, ",\"settings_source\":");
+    hak_out_str(o, ",\"settings_source\":");
     o->len += hak_settings_format_sources_json(o->p + o->len, o->cap - o->len);
   } else {
-    out_str(o, "hakmem ");
-    out_str(o, a->version);
-    out_str(o, " statistics (pid ");
-    out_u64(o, (unsigned long long)getpid());
-    out_str(o, ")\nconfig: ");
-    out_str(o, a->config_text);
-    out_str(o, "\n");
+    hak_out_str(o, "hakmem ");
+    hak_out_str(o, a->version);
+    hak_out_str(o, " statistics (pid ");
+    hak_out_u64(o, (unsigned long long)getpid());
+    hak_out_str(o, ")\nconfig: ");
+    hak_out_str(o, a->config_text);
+    hak_out_str(o, "\n");
   }
 }
 
@@ -95,25 +77,6 @@ static void stats_collect(const hak_stats_about_t *a, hak_stats_snapshot_t *out)
   hak_stats_snapshot(out);
 }
 
-static void out_pad(outbuf_t *o, const char *s, size_t width, bool right)
-{
-  size_t l = strlen(s);
-  if (right)
-    for (size_t i = l; i < width; i++)
-      out_str(o, " ");
-  out_str(o, s);
-  if (!right)
-    for (size_t i = l; i < width; i++)
-      out_str(o, " ");
-}
-
-static void out_u64_pad(outbuf_t *o, unsigned long long v, size_t width)
-{
-  char b[24];
-  b[hak_fmt_u64(b, v)] = 0;
-  out_pad(o, b, width, true);
-}
-
 static bool per_class(unsigned id) { return hak_stat_desc[id].kind != HAK_STAT_GLOBAL; }
 
 /* Did class c count anything? (The output leaves the others out.) */
@@ -125,86 +88,88 @@ static bool class_counted(const hak_stats_snapshot_t *s, unsigned c)
   return false;
 }
 
-static void format_json(outbuf_t *o, const hak_stats_about_t *a, const hak_stats_snapshot_t *s)
+static void format_json(hak_out_t *o, const hak_stats_about_t *a, const hak_stats_snapshot_t *s)
 {
   out_head(o, a, true);
-  out_str(o, ",\"classes\":[");
+  hak_out_str(o, ",\"classes\":[");
   bool first = true;
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
     if (!class_counted(s, c))
       continue;
-    out_str(o, first ? "{\"class\":" : ",{\"class\":");
+    hak_out_str(o, first ? "{\"class\":" : ",{\"class\":");
     first = false;
-    out_u64(o, c);
-    out_str(o, ",\"size\":");
-    out_u64(o, hak_class_size(c));
+    hak_out_u64(o, c);
+    hak_out_str(o, ",\"size\":");
+    hak_out_u64(o, hak_class_size(c));
     for (unsigned id = 0; id < HAK_STAT_COUNT; id++) {
       if (!per_class(id))
         continue;
-      out_str(o, ",\"");
-      out_str(o, hak_stat_desc[id].name);
-      out_str(o, "\":");
-      out_u64(o, s->cls[c][id]);
+      hak_out_str(o, ",\"");
+      hak_out_str(o, hak_stat_desc[id].name);
+      hak_out_str(o, "\":");
+      hak_out_u64(o, s->cls[c][id]);
     }
-    out_str(o, "}");
+    hak_out_str(o, "}");
   }
-  out_str(o, "],\"totals\":{");
+  hak_out_str(o, "],\"totals\":{");
   for (unsigned id = 0; id < HAK_STAT_COUNT; id++) {
-    out_str(o, id ? ",\"" : "\"");
-    out_str(o, hak_stat_desc[id].name);
-    out_str(o, "\":");
-    out_u64(o, s->total[id]);
+    hak_out_str(o, id ? ",\"" : "\"");
+    hak_out_str(o, hak_stat_desc[id].name);
+    hak_out_str(o, "\":");
+    hak_out_u64(o, s->total[id]);
   }
-  out_str(o, "}}\n");
+  hak_out_str(o, "}}\n");
 }
 
 /* One line of the table: the per-class columns (those with a heading). */
-static void table_row(outbuf_t *o, const uint64_t *v)
+static void table_row(hak_out_t *o, const uint64_t *v)
 {
   for (unsigned id = 0; id < HAK_STAT_COUNT; id++)
     if (per_class(id) && hak_stat_desc[id].heading[0])
-      out_u64_pad(o, v[id], 15);
+      hak_out_u64_right(o, v[id], 15);
   uint64_t h = v[HAK_STAT_warm_hits], m = v[HAK_STAT_warm_misses];
-  out_u64_pad(o, h + m ? (h * 1000 / (h + m)) / 10 : 0, 10);
-  out_str(o, ".");
-  out_u64(o, h + m ? (h * 1000 / (h + m)) % 10 : 0);
-  out_str(o, "\n");
+  hak_out_u64_right(o, h + m ? (h * 1000 / (h + m)) / 10 : 0, 10);
+  hak_out_str(o, ".");
+  hak_out_u64(o, h + m ? (h * 1000 / (h + m)) % 10 : 0);
+  hak_out_str(o, "\n");
 }
 
-static void format_table(outbuf_t *o, const hak_stats_about_t *a, const hak_stats_snapshot_t *s)
+static void format_table(hak_out_t *o, const hak_stats_about_t *a, const hak_stats_snapshot_t *s)
 {
   out_head(o, a, false);
-  out_str(o, "\nclass   size");
+  hak_out_str(o, "\nclass   size");
   for (unsigned id = 0; id < HAK_STAT_COUNT; id++)
     if (per_class(id) && hak_stat_desc[id].heading[0])
-      out_pad(o, hak_stat_desc[id].heading, 15, true);
-  out_str(o, "   warm hit%\n");
+      hak_out_str_right(o, hak_stat_desc[id].heading, 15);
+  hak_out_str(o, "   warm hit%\n");
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
     if (!class_counted(s, c))
       continue;
-    out_u64_pad(o, c, 5);
-    out_u64_pad(o, hak_class_size(c), 7);
+    hak_out_u64_right(o, c, 5);
+    hak_out_u64_right(o, hak_class_size(c), 7);
     table_row(o, s->cls[c]);
   }
-  out_str(o, "total       ");
+  hak_out_str(o, "total       ");
   table_row(o, s->total);
-  out_str(o, "\n");
+  hak_out_str(o, "\n");
   for (unsigned id = 0; id < HAK_STAT_COUNT; id++)
     if (!per_class(id) && hak_stat_desc[id].heading[0]) {
-      out_pad(o, hak_stat_desc[id].heading, 20, false);
-      out_u64_pad(o, s->total[id], 15);
-      out_str(o, "\n");
+      const size_t from = o->len;
+      hak_out_str(o, hak_stat_desc[id].heading);
+      hak_out_pad(o, from, 20);
+      hak_out_u64_right(o, s->total[id], 15);
+      hak_out_str(o, "\n");
     }
 }
 
 /* The warm pool's own table (HAKMEM_WARM_POOL_STATS=1). */
-static void format_warm_table(outbuf_t *o, const hak_stats_about_t *a, const hak_stats_snapshot_t *s)
+static void format_warm_table(hak_out_t *o, const hak_stats_about_t *a, const hak_stats_snapshot_t *s)
 {
-  out_str(o, "hakmem warm pool (pid ");
-  out_u64(o, (unsigned long long)getpid());
-  out_str(o, "): ");
-  out_str(o, a->warm_pool);
-  out_str(o, "\nclass   size       hits     misses       cold   prefills  budget  peak   hit%\n");
+  hak_out_str(o, "hakmem warm pool (pid ");
+  hak_out_u64(o, (unsigned long long)getpid());
+  hak_out_str(o, "): ");
+  hak_out_str(o, a->warm_pool);
+  hak_out_str(o, "\nclass   size       hits     misses       cold   prefills  budget  peak   hit%\n");
   uint64_t th = 0, tm = 0, tc = 0, tp = 0;
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
     const uint64_t *v = s->cls[c];
@@ -213,25 +178,25 @@ static void format_warm_table(outbuf_t *o, const hak_stats_about_t *a, const hak
     if (!(h | m | cold | p))
       continue;
     th += h, tm += m, tc += cold, tp += p;
-    out_u64_pad(o, c, 5);
-    out_u64_pad(o, hak_class_size(c), 7);
-    out_u64_pad(o, h, 11);
-    out_u64_pad(o, m, 11);
-    out_u64_pad(o, cold, 11);
-    out_u64_pad(o, p, 11);
-    out_u64_pad(o, v[HAK_STAT_prefill_budget], 8);
-    out_u64_pad(o, v[HAK_STAT_prefill_budget_peak], 6);
-    out_u64_pad(o, h + m ? h * 100 / (h + m) : 0, 6);
-    out_str(o, "%\n");
+    hak_out_u64_right(o, c, 5);
+    hak_out_u64_right(o, hak_class_size(c), 7);
+    hak_out_u64_right(o, h, 11);
+    hak_out_u64_right(o, m, 11);
+    hak_out_u64_right(o, cold, 11);
+    hak_out_u64_right(o, p, 11);
+    hak_out_u64_right(o, v[HAK_STAT_prefill_budget], 8);
+    hak_out_u64_right(o, v[HAK_STAT_prefill_budget_peak], 6);
+    hak_out_u64_right(o, h + m ? h * 100 / (h + m) : 0, 6);
+    hak_out_str(o, "%\n");
   }
-  out_str(o, "total       ");
-  out_u64_pad(o, th, 11);
-  out_u64_pad(o, tm, 11);
-  out_u64_pad(o, tc, 11);
-  out_u64_pad(o, tp, 11);
-  out_str(o, "              ");
-  out_u64_pad(o, th + tm ? th * 100 / (th + tm) : 0, 6);
-  out_str(o, "%\n");
+  hak_out_str(o, "total       ");
+  hak_out_u64_right(o, th, 11);
+  hak_out_u64_right(o, tm, 11);
+  hak_out_u64_right(o, tc, 11);
+  hak_out_u64_right(o, tp, 11);
+  hak_out_str(o, "              ");
+  hak_out_u64_right(o, th + tm ? th * 100 / (th + tm) : 0, 6);
+  hak_out_str(o, "%\n");
 }
 #endif
 
@@ -254,7 +219,7 @@ int hak_stats_print(int fd, enum hak_stats_view view)
   char *buf = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (buf == MAP_FAILED)
     return -1;
-  outbuf_t o = {buf, 0, cap};
+  hak_out_t o = {buf, 0, cap};
 #if HAK_STATS
   static hak_stats_snapshot_t snapshot; /* large: not on the stack */
   hak_mutex_lock(&output_lock);
@@ -268,13 +233,13 @@ int hak_stats_print(int fd, enum hak_stats_view view)
 #else
   if (view == HAK_STATS_VIEW_JSON) {
     out_head(&o, a, true);
-    out_str(&o, "}\n");
+    hak_out_str(&o, "}\n");
   } else {
-    out_str(&o, "hakmem ");
-    out_str(&o, a->version);
-    out_str(&o, ": statistics are compiled out (-Dstats=false)\nconfig: ");
-    out_str(&o, a->config_text);
-    out_str(&o, "\n");
+    hak_out_str(&o, "hakmem ");
+    hak_out_str(&o, a->version);
+    hak_out_str(&o, ": statistics are compiled out (-Dstats=false)\nconfig: ");
+    hak_out_str(&o, a->config_text);
+    hak_out_str(&o, "\n");
   }
 #endif
   int r = write_all(fd, o.p, o.len);

@@ -49,6 +49,7 @@
 #include "backend/superslab.h"
 #include "backend/large.h"
 #include "backend/os.h"
+#include "hak/outbuf.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -139,12 +140,7 @@ HAK_EXPORT struct mallinfo hak_mallinfo(void)
 
 #define INFO_BUF_SIZE (64u * 1024u) /* 97 classes of 150 bytes, and the rest */
 
-typedef struct outbuf {
-  char *p;
-  size_t len, cap;
-} outbuf_t;
-
-static bool out_open(outbuf_t *o)
+static bool out_open(hak_out_t *o)
 {
   void *m = mmap(NULL, INFO_BUF_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   o->p = m == MAP_FAILED ? NULL : m;
@@ -153,46 +149,22 @@ static bool out_open(outbuf_t *o)
   return o->p != NULL;
 }
 
-static void out_close(outbuf_t *o) { munmap(o->p, o->cap); }
-
-static void out_str(outbuf_t *o, const char *s)
-{
-  for (; *s && o->len < o->cap; s++)
-    o->p[o->len++] = *s;
-}
-
-static void out_u64(outbuf_t *o, unsigned long long v)
-{
-  char b[24];
-  b[hak_fmt_u64(b, v)] = 0;
-  out_str(o, b);
-}
-
-/* v right-aligned in width columns. */
-static void out_u64_w(outbuf_t *o, unsigned long long v, size_t width)
-{
-  char b[24];
-  size_t n = hak_fmt_u64(b, v);
-  b[n] = 0;
-  for (; n < width; n++)
-    out_str(o, " ");
-  out_str(o, b);
-}
+static void out_close(hak_out_t *o) { munmap(o->p, o->cap); }
 
 /* ---- malloc_stats ------------------------------------------------------- */
 
-static void stats_line(outbuf_t *o, const char *name, unsigned long long v)
+static void stats_line(hak_out_t *o, const char *name, unsigned long long v)
 {
-  out_str(o, name);
-  out_u64_w(o, v, 12);
-  out_str(o, "\n");
+  hak_out_str(o, name);
+  hak_out_u64_right(o, v, 12);
+  hak_out_str(o, "\n");
 }
 
-static void format_stats(outbuf_t *o, const info_t *in)
+static void format_stats(hak_out_t *o, const info_t *in)
 {
   const struct mallinfo2 *m = &in->mi;
-  out_str(o, "hakmem " HAK_VERSION " (variant " HAK_VARIANT ")\n");
-  out_str(o, "SuperSlabs (small and medium blocks):\n");
+  hak_out_str(o, "hakmem " HAK_VERSION " (variant " HAK_VARIANT ")\n");
+  hak_out_str(o, "SuperSlabs (small and medium blocks):\n");
   stats_line(o, "system bytes     = ", m->arena);
   stats_line(o, "in use bytes     = ", in->small_used);
   stats_line(o, "free bytes       = ", in->small_free);
@@ -204,23 +176,23 @@ static void format_stats(outbuf_t *o, const info_t *in)
     if (!in->ss.ss[c])
       continue;
     if (!head) {
-      out_str(o, "class    size  superslabs      in use        free\n");
+      hak_out_str(o, "class    size  superslabs      in use        free\n");
       head = true;
     }
-    out_u64_w(o, c, 5);
-    out_u64_w(o, hak_class_size(c), 8);
-    out_u64_w(o, in->ss.ss[c], 12);
-    out_u64_w(o, in->ss.used[c], 12);
-    out_u64_w(o, class_free_blocks(&in->ss, c), 12);
-    out_str(o, "\n");
+    hak_out_u64_right(o, c, 5);
+    hak_out_u64_right(o, hak_class_size(c), 8);
+    hak_out_u64_right(o, in->ss.ss[c], 12);
+    hak_out_u64_right(o, in->ss.used[c], 12);
+    hak_out_u64_right(o, class_free_blocks(&in->ss, c), 12);
+    hak_out_str(o, "\n");
   }
-  out_str(o, "Large blocks (a mapping each):\n");
+  hak_out_str(o, "Large blocks (a mapping each):\n");
   stats_line(o, "blocks           = ", m->hblks);
   stats_line(o, "system bytes     = ", m->hblkhd);
   stats_line(o, "in use bytes     = ", in->large.live_usable);
   stats_line(o, "cached mappings  = ", in->large.cached);
   stats_line(o, "cached bytes     = ", in->large.cached_bytes);
-  out_str(o, "Total (incl. large blocks):\n");
+  hak_out_str(o, "Total (incl. large blocks):\n");
   stats_line(o, "system bytes     = ", m->arena + m->hblkhd);
   stats_line(o, "in use bytes     = ", m->uordblks);
   stats_line(o, "free bytes       = ", m->fordblks);
@@ -229,7 +201,7 @@ static void format_stats(outbuf_t *o, const info_t *in)
 
 HAK_EXPORT void hak_malloc_stats(void)
 {
-  outbuf_t o;
+  hak_out_t o;
   if (!out_open(&o))
     return;
   info_t in;
@@ -250,30 +222,30 @@ HAK_EXPORT void hak_malloc_stats(void)
 
 /* ---- malloc_info -------------------------------------------------------- */
 
-static void xml_attr(outbuf_t *o, const char *name, unsigned long long v)
+static void xml_attr(hak_out_t *o, const char *name, unsigned long long v)
 {
-  out_str(o, " ");
-  out_str(o, name);
-  out_str(o, "=\"");
-  out_u64(o, v);
-  out_str(o, "\"");
+  hak_out_str(o, " ");
+  hak_out_str(o, name);
+  hak_out_str(o, "=\"");
+  hak_out_u64(o, v);
+  hak_out_str(o, "\"");
 }
 
-static void xml_total(outbuf_t *o, const char *type, unsigned long long size)
+static void xml_total(hak_out_t *o, const char *type, unsigned long long size)
 {
-  out_str(o, "<total type=\"");
-  out_str(o, type);
-  out_str(o, "\"");
+  hak_out_str(o, "<total type=\"");
+  hak_out_str(o, type);
+  hak_out_str(o, "\"");
   xml_attr(o, "size", size);
-  out_str(o, "/>\n");
+  hak_out_str(o, "/>\n");
 }
 
-static void format_xml(outbuf_t *o, const info_t *in)
+static void format_xml(hak_out_t *o, const info_t *in)
 {
   const struct mallinfo2 *m = &in->mi;
-  out_str(o, "<malloc version=\"hakmem-1\">\n");
-  out_str(o, "<allocator name=\"hakmem\" release=\"" HAK_VERSION "\" variant=\"" HAK_VARIANT "\"/>\n");
-  out_str(o, "<mallinfo2");
+  hak_out_str(o, "<malloc version=\"hakmem-1\">\n");
+  hak_out_str(o, "<allocator name=\"hakmem\" release=\"" HAK_VERSION "\" variant=\"" HAK_VARIANT "\"/>\n");
+  hak_out_str(o, "<mallinfo2");
   xml_attr(o, "arena", m->arena);
   xml_attr(o, "ordblks", m->ordblks);
   xml_attr(o, "smblks", m->smblks);
@@ -284,37 +256,37 @@ static void format_xml(outbuf_t *o, const info_t *in)
   xml_attr(o, "uordblks", m->uordblks);
   xml_attr(o, "fordblks", m->fordblks);
   xml_attr(o, "keepcost", m->keepcost);
-  out_str(o, "/>\n<superslabs");
+  hak_out_str(o, "/>\n<superslabs");
   xml_attr(o, "size", HAK_SS_SIZE);
   xml_attr(o, "mapped", in->ss.mapped);
   xml_attr(o, "inuse", in->ss.in_use);
   xml_attr(o, "empty", in->empty);
   xml_attr(o, "freetier", in->ss.free_tier);
-  out_str(o, ">\n");
+  hak_out_str(o, ">\n");
   for (unsigned c = 0; c < HAK_NUM_CLASSES; c++) {
     if (!in->ss.ss[c])
       continue;
-    out_str(o, "<class");
+    hak_out_str(o, "<class");
     xml_attr(o, "number", c);
     xml_attr(o, "size", hak_class_size(c));
     xml_attr(o, "superslabs", in->ss.ss[c]);
     xml_attr(o, "inuse", in->ss.used[c]);
     xml_attr(o, "free", class_free_blocks(&in->ss, c));
-    out_str(o, "/>\n");
+    hak_out_str(o, "/>\n");
   }
-  out_str(o, "</superslabs>\n<large");
+  hak_out_str(o, "</superslabs>\n<large");
   xml_attr(o, "blocks", m->hblks);
   xml_attr(o, "usable", in->large.live_usable);
   xml_attr(o, "mapped", m->hblkhd);
   xml_attr(o, "cached", in->large.cached);
   xml_attr(o, "cachedbytes", in->large.cached_bytes);
-  out_str(o, "/>\n");
+  hak_out_str(o, "/>\n");
   xml_total(o, "system", m->arena + m->hblkhd);
   xml_total(o, "inuse", m->uordblks);
   xml_total(o, "free", m->fordblks);
   xml_total(o, "unusable", in->unusable);
   xml_total(o, "trimmable", m->keepcost);
-  out_str(o, "</malloc>\n");
+  hak_out_str(o, "</malloc>\n");
 }
 
 HAK_EXPORT int hak_malloc_info(int options, FILE *fp)
@@ -323,7 +295,7 @@ HAK_EXPORT int hak_malloc_info(int options, FILE *fp)
     errno = EINVAL;
     return -1;
   }
-  outbuf_t o;
+  hak_out_t o;
   if (!out_open(&o)) {
     errno = ENOMEM;
     return -1;
@@ -339,9 +311,6 @@ HAK_EXPORT int hak_malloc_info(int options, FILE *fp)
 /* ---- The standard names (see front/alloc.c) --------------------------- */
 
 #ifndef HAK_NO_STD_NAMES
-#define HAK_ALIAS(name, target) \
-  extern __typeof__(target) name __attribute__((alias(#target), visibility("default")));
-
 HAK_ALIAS(mallinfo2, hak_mallinfo2)
 HAK_ALIAS(mallinfo, hak_mallinfo)
 HAK_ALIAS(malloc_stats, hak_malloc_stats)
