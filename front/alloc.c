@@ -405,9 +405,6 @@ HAK_EXPORT int hak_mallopt(int param, int value)
  * sanitizer and fuzzing builds, whose runtimes own malloc themselves. */
 #ifndef HAK_NO_STD_NAMES
 
-#define HAK_ALIAS(name, target) \
-  extern __typeof__(target) name __attribute__((alias(#target), visibility("default")));
-
 HAK_ALIAS(malloc, hak_malloc)
 HAK_ALIAS(free, hak_free)
 HAK_ALIAS(calloc, hak_calloc)

@@ -33,4 +33,9 @@ struct mallinfo;
 struct mallinfo2;
 struct mallinfo hak_mallinfo_saturate(const struct mallinfo2 *m) HAK_INTERNAL;
 
+/* The standard name `name` for the hak_ function `target` (front/alloc.c,
+ * front/info.c): the same code, exported under both names. */
+#define HAK_ALIAS(name, target) \
+  extern __typeof__(target) name __attribute__((alias(#target), visibility("default")));
+
 #endif /* HAK_FRONT_H */
