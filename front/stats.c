@@ -15,6 +15,7 @@
  */
 #include "front/front.h"
 #include "hakmem.h"
+#include "hak/outbuf.h"
 #include "hak/settings.h"
 #include "hak/stats.h"
 #include "boxes/unified_cache/unified_cache.h"
@@ -73,24 +74,12 @@ static hak_stats_about_t this_variant = {
   .fold = uc_fold_stats,
 };
 
-typedef struct text {
-  char *p;
-  size_t len, cap; /* cap leaves room for the NUL */
-} text_t;
-
-static void text_put(text_t *t, const char *s)
-{
-  for (; *s && t->len < t->cap; s++)
-    t->p[t->len++] = *s;
-  t->p[t->len] = 0;
-}
-
-static void text_setting(text_t *t, const char *label, enum hak_settings_id id)
+static void text_setting(hak_out_t *t, const char *label, enum hak_settings_id id)
 {
   char b[32];
   hak_settings_value_text(id, b, sizeof b);
-  text_put(t, label);
-  text_put(t, b);
+  hak_out_str(t, label);
+  hak_out_str(t, b);
 }
 
 static bool runtime_options_set(void)
@@ -109,22 +98,24 @@ void hak_stats_describe_variant(void)
     hak_stats_describe(&this_variant);
     return;
   }
-  text_t t = {config_text, 0, sizeof config_text - 1};
-  text_put(&t, "variant=" HAK_VARIANT " unified_cache=" HAK_STR(HAK_UNIFIED_CACHE) " warm_pool=" HAK_STR(HAK_WARM_POOL));
+  /* both buffers are static, zeroed, and filled short of their last byte:
+   * the text stays NUL-terminated */
+  hak_out_t t = {config_text, 0, sizeof config_text - 1};
+  hak_out_str(&t, "variant=" HAK_VARIANT " unified_cache=" HAK_STR(HAK_UNIFIED_CACHE) " warm_pool=" HAK_STR(HAK_WARM_POOL));
   text_setting(&t, " prefill=", HAK_SET_prefill);
   text_setting(&t, " prefill_policy=", HAK_SET_prefill_policy);
   text_setting(&t, " warm_pool_max=", HAK_SET_warm_pool_max);
-  text_put(&t, " stats=" HAK_STR(HAK_STATS) " colour=" HAK_STR(HAK_COLOUR) " hardened=" HAK_STR(HAK_HARDENED));
+  hak_out_str(&t, " stats=" HAK_STR(HAK_STATS) " colour=" HAK_STR(HAK_COLOUR) " hardened=" HAK_STR(HAK_HARDENED));
   text_setting(&t, " purge_delay_ms=", HAK_SET_purge_delay_ms);
   text_setting(&t, " purge_thread=", HAK_SET_purge_thread);
-  text_put(&t, " debug_checks=" HAK_STR(HAK_DEBUG_CHECKS));
+  hak_out_str(&t, " debug_checks=" HAK_STR(HAK_DEBUG_CHECKS));
 
-  text_t w = {warm_pool_text, 0, sizeof warm_pool_text - 1};
+  hak_out_t w = {warm_pool_text, 0, sizeof warm_pool_text - 1};
   text_setting(&w, "policy ", HAK_SET_prefill_policy);
   text_setting(&w, ", prefill ", HAK_SET_prefill);
   text_setting(&w, ", capacity ", HAK_SET_warm_pool_max);
   if (!HAK_WARM_POOL)
-    text_put(&w, " (no warm pool: -Dwarm_pool=false)");
+    hak_out_str(&w, " (no warm pool: -Dwarm_pool=false)");
 
   this_variant.config_text = config_text;
   this_variant.warm_pool = warm_pool_text;
