@@ -487,9 +487,10 @@ void uc_flush(unsigned c)
  * bins (exit, malloc_trim). The thread's state must stay small (see
  * UC_DOUBLINGS): UC_FOREIGN_SLOTS chains, class c in slot c % slots, and
  * a chain's head block keeps its class and length in its third word
- * (these blocks are over 1 KiB; the second is the check word). The table's classes keep the bins' way:
- * their blocks are cheap to write, and producer/consumer programs pass
- * them by the thousand, which the bins batch best. */
+ * (these blocks are over 1 KiB; the second is the check word). The
+ * table's classes keep the bins' way: their blocks are cheap to write, and
+ * producer/consumer programs pass them by the thousand, which the bins
+ * batch best. */
 #define UC_FOREIGN_SPLIT (HAK_UNIFIED_CACHE && HAK_WARM_POOL && !HAK_HARDENED)
 #if UC_FOREIGN_SPLIT
 #define UC_FOREIGN_BATCH_BYTES 65536u
@@ -518,6 +519,17 @@ static void foreign_flush(unsigned slot)
 }
 #endif
 
+#if !HAK_HARDENED
+/* The slow paths' form of the hot path's test (uc_push_by_key): check p,
+ * then give it the check word. */
+static inline void uc_mark_free(uintptr_t ckey, void *p)
+{
+  if (hak_unlikely(((uintptr_t *)p)[1] == uc_check_word))
+    uc_check_suspect(ckey, p);
+  ((uintptr_t *)p)[1] = uc_check_word;
+}
+#endif
+
 void uc_push_checked(uintptr_t ckey, void *p)
 {
 #if UC_FOREIGN_SPLIT
@@ -526,9 +538,7 @@ void uc_push_checked(uintptr_t ckey, void *p)
     const unsigned slot = c % UC_FOREIGN_SLOTS;
     void *h = uc_foreign[slot];
     unsigned n = 0;
-    if (hak_unlikely(((uintptr_t *)p)[1] == uc_check_word))
-      uc_check_suspect(ckey, p);
-    ((uintptr_t *)p)[1] = uc_check_word;
+    uc_mark_free(ckey, p);
     if (h) {
       if ((unsigned)(((uintptr_t *)h)[2] >> 16) != c) {
         foreign_flush(slot);
@@ -608,9 +618,7 @@ void uc_free_direct(unsigned c, void *p)
     uc_double_free(p);
   ((uintptr_t *)p)[1] = uc_canary(p);
 #else
-  if (hak_unlikely(((uintptr_t *)p)[1] == uc_check_word))
-    uc_check_suspect((uintptr_t)c + 1, p);
-  ((uintptr_t *)p)[1] = uc_check_word;
+  uc_mark_free((uintptr_t)c + 1, p);
 #endif
   warm_pool_return(c, p, 1);
 }

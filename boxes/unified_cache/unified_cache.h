@@ -26,9 +26,10 @@
  * it before the push and writes it, and a pop clears it. A block that
  * holds the check word when it is freed is only a suspect: user data may
  * hold the same bytes, so the slow path (uc_check_suspect) looks for the
- * block where free blocks are — this thread's bin and foreign chains, its
- * slab's free list and its SuperSlab's remote chain when this thread owns
- * it — and aborts only when it finds it there.
+ * block where free blocks are — this thread's bin and foreign chain, its
+ * slab's free list and its SuperSlab's remote chain (another thread's
+ * SuperSlab only when its owner is not busy) — and aborts only when it
+ * finds it there.
  *
  * Hardened builds: links are stored as next ^ key ^ (address >> 4) with a
  * per-thread random key, and a popped link must lead to a block of the same
