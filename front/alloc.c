@@ -182,30 +182,36 @@ static HAK_NOINLINE void free_slow(void *p, const char *fn)
   }
 }
 
-/* fn names the entry point in the message about a bad pointer. */
-HAK_INLINE void free_named(void *p, const char *fn)
+/* Each entry point has its own slow path, which names it in the message
+ * about a bad pointer. Taking only p, it is reached by a bare tail jump:
+ * the hot path sets up no argument for it and stays shorter. */
+static HAK_NOINLINE void free_slow_free(void *p) { free_slow(p, "free"); }
+static HAK_NOINLINE void free_slow_sized(void *p) { free_slow(p, "free_sized"); }
+static HAK_NOINLINE void free_slow_aligned_sized(void *p) { free_slow(p, "free_aligned_sized"); }
+
+HAK_INLINE void free_named(void *p, void (*slow)(void *))
 {
   uintptr_t ckey;
   if (hak_likely(is_table_block(p, &ckey))) {
     uc_push_by_key(ckey, p);
     return;
   }
-  free_slow(p, fn);
+  slow(p);
 }
 
-HAK_HOT_EXPORT void hak_free(void *p) { free_named(p, "free"); }
+HAK_HOT_EXPORT void hak_free(void *p) { free_named(p, free_slow_free); }
 
 HAK_HOT_EXPORT void hak_free_sized(void *p, size_t size)
 {
   (void)size;
-  free_named(p, "free_sized");
+  free_named(p, free_slow_sized);
 }
 
 HAK_EXPORT void hak_free_aligned_sized(void *p, size_t alignment, size_t size)
 {
   (void)alignment;
   (void)size;
-  free_named(p, "free_aligned_sized");
+  free_named(p, free_slow_aligned_sized);
 }
 
 /* ---- calloc, realloc ------------------------------------------------------ */
