@@ -9,10 +9,10 @@
  *     delay of 1.5 s or more (HAKMEM_PURGE_DELAY_MS) they are still there
  *     1.5 s later (a quiet owner gets help after two delays; between 0.25
  *     and 1.5 s, nothing is checked);
- * What is in force (the build's options and the run-time settings) is
- * read from hak_config_string().
  *   - a fork child has no purge thread, allocates, frees and exits;
  *   - the process exits at once (meson's timeout catches a hang).
+ * What is in force (the build's options and the run-time settings) is
+ * read from hak_config_string().
  * Reads /proc with open/read only: no stdio, so no malloc while it measures.
  */
 #include "hakmem.h"
