@@ -188,11 +188,18 @@ static void ss_set_geometry(hak_superslab_t *ss, unsigned shift)
   ss->slab_shift = (uint8_t)shift;
 }
 
+uintptr_t backend_fresh_word; /* see "Fresh blocks" in superslab.h */
+
 /* Set ss up for class cls. Its slabs' dirt is kept: a SuperSlab reused
  * from the free tier may have pages resident, which the decay must still
  * see (a fresh one starts all CLEAN, see backend_ss_new). */
 void backend_ss_init(hak_superslab_t *ss, unsigned cls)
 {
+  if (__atomic_load_n(&backend_fresh_word, __ATOMIC_RELAXED) == 0) {
+    uintptr_t zero = 0; /* once per process; never 0 */
+    __atomic_compare_exchange_n(&backend_fresh_word, &zero, (uintptr_t)hak_random64() | 1, false,
+                                __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+  }
   const hak_class_info_t *ci = &hak_class_info[cls];
   ss_set_geometry(ss, ci->slab_shift);
   ss->magic = HAK_SS_MAGIC;
@@ -339,6 +346,9 @@ unsigned backend_ss_take(hak_superslab_t *ss, unsigned max, void **head_out, voi
       page_end = bs <= HAK_PAGE_SIZE / 2 && k > cp.left;
       if (page_end)
         k = cp.left;
+      if (sl->carved == 0) /* carving starts over: on clean pages? */
+        sl->zero = sl->dirty == HAK_SLAB_CLEAN;
+      const uintptr_t fresh = !HAK_HARDENED && sl->zero ? backend_fresh_word : 0;
       sl->carved = (uint16_t)(sl->carved + k);
       sl->dirty = HAK_SLAB_DIRTY;
       for (unsigned i = 0;;) {
@@ -348,6 +358,8 @@ unsigned backend_ss_take(hak_superslab_t *ss, unsigned max, void **head_out, voi
         else
           head = b;
         tail = b;
+        if (fresh)
+          ((uintptr_t *)b)[1] = fresh;
         if (++i == k)
           break;
         carve_next(sl, bs, &cp);

@@ -77,7 +77,7 @@ typedef struct hak_slab {
   uint64_t secret;
   uint16_t mul, add;
   uint16_t line;
-  uint16_t pad;
+  uint16_t zero;       /* plain builds: the uncarved blocks read zero (see "Fresh blocks") */
 } hak_slab_t;
 
 typedef struct hak_owner hak_owner_t;
@@ -219,7 +219,19 @@ void backend_ss_release(hak_owner_t *o, hak_superslab_t *ss) HAK_INTERNAL;
 
 /* Owner only: take up to max blocks as a chain head..tail (the tail's link
  * is undefined). Blocks other threads freed into ss come first, straight
- * from their chain; the rest of that chain is drained. */
+ * from their chain; the rest of that chain is drained.
+ *
+ * Fresh blocks (plain builds). A slab that starts carving on CLEAN pages
+ * (never touched, or given back with MADV_DONTNEED) carves blocks whose
+ * bytes are all zero; its zero flag says so until carving starts over. Each
+ * such block is handed on with backend_fresh_word in its second word: a
+ * free block's first three words are the only ones anybody writes (link,
+ * check word, remote hint), and every free overwrites the second, so a
+ * block that still holds it when it is handed out is zero from its fourth
+ * word on. calloc then clears three words instead of the whole block, and
+ * leaves the pages of a large one untouched. The word is a per-process
+ * secret, never 0, that a program cannot read: every hand-out clears it. */
+extern uintptr_t backend_fresh_word HAK_INTERNAL;
 unsigned backend_ss_take(hak_superslab_t *ss, unsigned max, void **head, void **tail) HAK_INTERNAL;
 /* Owner only: put one block back. Returns the transitions it caused. */
 #define HAK_SS_BECAME_ROOMY 1u  /* had no room before */

@@ -52,19 +52,23 @@ static void *large_alloc_retry(size_t n, size_t align, bool zero)
   return p;
 }
 
-static HAK_NOINLINE void *alloc_refill(unsigned c)
+/* The miss path: a block of class c with its first zero bytes cleared
+ * (calloc; 0 for malloc). */
+static HAK_NOINLINE void *alloc_refill_zeroed(unsigned c, size_t zero)
 {
   if (hak_unlikely(hak_thread_state != HAK_THREAD_LIVE))
     hak_thread_setup();
-  void *p = uc_refill(c);
+  void *p = uc_refill(c, zero);
   if (hak_unlikely(!p)) {
     reclaim_for_retry();
-    p = uc_refill(c);
+    p = uc_refill(c, zero);
     if (!p)
       errno = ENOMEM;
   }
   return p;
 }
+
+static HAK_NOINLINE void *alloc_refill(unsigned c) { return alloc_refill_zeroed(c, 0); }
 
 HAK_INLINE void *alloc_class(unsigned c)
 {
@@ -225,10 +229,12 @@ HAK_HOT_EXPORT void *hak_calloc(size_t nmemb, size_t size)
   }
   if (n > HAK_CLASS_MAX)
     return large_alloc_retry(n, 0, true);
-  void *p = hak_malloc(n);
-  if (p)
-    memset(p, 0, n);
-  return p;
+  /* a block carved from clean pages is cleared only where it was written */
+  const unsigned c = hak_class_of(n);
+  void *p = uc_pop_zeroed(c, n);
+  if (hak_likely(p != NULL))
+    return p;
+  return alloc_refill_zeroed(c, n);
 }
 
 static size_t usable_of(void *p, const char *fn)

@@ -310,7 +310,7 @@ void uc_thread_init(void)
   }
 }
 
-void *uc_refill(unsigned c)
+void *uc_refill(unsigned c, size_t zero)
 {
   uc_local_flushes = 0;
   uc_free_phase = UC_PHASE_NONE;
@@ -343,7 +343,10 @@ void *uc_refill(unsigned c)
     fill += (int32_t)(n - 1);
   }
   bin_rebase(c, fill);
+  const bool fresh = zero && warm_pool_block_is_fresh(head);
   ((uintptr_t *)head)[1] = 0; /* handed out: no check word, no canary */
+  if (zero)
+    uc_clear(head, zero, fresh);
   return head;
 }
 

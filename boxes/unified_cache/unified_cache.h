@@ -29,7 +29,10 @@
  * block where free blocks are — this thread's bin and foreign chain, its
  * slab's free list and its SuperSlab's remote chain (another thread's
  * SuperSlab only when its owner is not busy) — and aborts only when it
- * finds it there.
+ * finds it there. A block carved from clean pages holds the backend's
+ * fresh word there instead until it is handed out: calloc's pop
+ * (uc_pop_zeroed) reads it first, and clears only the first words of
+ * such a block.
  *
  * Hardened builds: links are stored as next ^ key ^ (address >> 4) with a
  * per-thread random key, and a popped link must lead to a block of the same
@@ -46,6 +49,9 @@
 #include "hak/config.h"
 #include "hak/link.h"
 #include "registry/registry.h"
+#include "boxes/warm_pool/warm_pool.h"
+
+#include <string.h>
 
 typedef struct uc_bin {
   void    *head;
@@ -101,8 +107,39 @@ HAK_INLINE void *uc_pop(unsigned c)
 #endif
 }
 
-/* Slow path of malloc: refill class c and return one block (NULL = OOM). */
-void *uc_refill(unsigned c) HAK_INTERNAL;
+/* Clear the first n bytes of p, a block of class c just handed out. A
+ * fresh one (warm_pool_block_is_fresh before the hand-out) can hold
+ * something only in its first three words, two for 16-byte blocks (the
+ * class of every n up to 16). */
+HAK_INLINE void uc_clear(void *p, size_t n, bool fresh)
+{
+  if (fresh)
+    memset(p, 0, n <= 16 ? 16 : 24);
+  else
+    memset(p, 0, n);
+}
+
+/* calloc's uc_pop: a block of class c whose first n bytes are zero, or
+ * NULL (then call uc_refill(c, n)). */
+HAK_INLINE void *uc_pop_zeroed(unsigned c, size_t n)
+{
+#if HAK_UNIFIED_CACHE
+  const void *head = UC_BIN(c)->head;
+  const bool fresh = head != NULL && warm_pool_block_is_fresh(head);
+  void *p = uc_pop(c);
+  if (p != NULL)
+    uc_clear(p, n, fresh);
+  return p;
+#else
+  (void)c, (void)n;
+  return NULL;
+#endif
+}
+
+/* Slow path of malloc and calloc: refill class c and return one block
+ * (NULL = out of memory) with its first zero bytes cleared (0 for
+ * malloc). */
+void *uc_refill(unsigned c, size_t zero) HAK_INTERNAL;
 /* Slow path of free: the bin of class c went over its limit. */
 void uc_flush(unsigned c) HAK_INTERNAL;
 /* Abort: p was freed already. */

@@ -40,6 +40,7 @@
 #define HAK_WARM_POOL_H
 
 #include "hak/common.h"
+#include "hak/config.h"
 
 /* Set up / tear down the calling thread's pool. init returns false when
  * out of memory. exit releases every SuperSlab the thread owns: call it
@@ -59,6 +60,15 @@ void *warm_pool_return(unsigned cls, void *head, unsigned n) HAK_INTERNAL;
  * when the calling thread owns its SuperSlab (true), else to its owner.
  * The short path for a thread that frees its own blocks one at a time. */
 bool warm_pool_return_one(unsigned cls, void *b) HAK_INTERNAL;
+
+/* Plain builds: is b, a block a refill handed up and not handed out since,
+ * zero from its fourth word on? Blocks carved from clean pages say so in
+ * their second word (backend/superslab.h, "Fresh blocks"). */
+extern uintptr_t backend_fresh_word HAK_INTERNAL;
+HAK_INLINE bool warm_pool_block_is_fresh(const void *b)
+{
+  return !HAK_HARDENED && ((const uintptr_t *)b)[1] == backend_fresh_word;
+}
 
 /* Does the calling thread own the SuperSlab of p, a live small block? */
 bool warm_pool_owns(const void *p) HAK_INTERNAL;

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 START_TEST(malloc_sizes_alignment_usable)
@@ -78,6 +79,66 @@ START_TEST(calloc_zeroes)
   }
 }
 END_TEST
+
+/* Blocks that went back to their slab and are carved again from pages that
+ * still hold their old bytes are cleared in full; after malloc_trim has
+ * given those pages back, the blocks carved from them read zero too. */
+START_TEST(calloc_recarved_blocks_zeroed)
+{
+  static const size_t sizes[] = {48, 1000, 5000, 40000};
+  enum { N = 1500 };
+  static unsigned char *blocks[N];
+  for (int trim = 0; trim < 2; trim++)
+    for (unsigned k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+      const size_t n = sizes[k];
+      for (unsigned i = 0; i < N; i++) {
+        blocks[i] = hak_malloc(n);
+        ck_assert_ptr_nonnull(blocks[i]);
+        memset(blocks[i], 0xa5, hak_malloc_usable_size(blocks[i]));
+      }
+      for (unsigned i = 0; i < N; i++)
+        hak_free(blocks[i]);
+      if (trim)
+        hak_malloc_trim(0);
+      for (unsigned i = 0; i < N; i++) {
+        blocks[i] = hak_calloc(1, n);
+        ck_assert_ptr_nonnull(blocks[i]);
+        for (size_t j = 0; j < n; j++)
+          if (blocks[i][j] != 0)
+            ck_abort_msg("calloc(1, %zu), round %d: byte %zu of block %u is %#x", n, trim, j, i, blocks[i][j]);
+      }
+      for (unsigned i = 0; i < N; i++)
+        hak_free(blocks[i]);
+    }
+}
+END_TEST
+
+#if !HAK_HARDENED
+/* A block carved from pages nobody has touched is cleared only where the
+ * allocator wrote in it: calloc leaves the rest of its pages untouched (not
+ * resident), and they read zero. (Hardened builds clear every block.) */
+START_TEST(calloc_fresh_pages_untouched)
+{
+  const size_t n = 150000;
+  hak_malloc_trim(0); /* what this process freed of the class goes back */
+  unsigned char *p = hak_calloc(1, n);
+  ck_assert_ptr_nonnull(p);
+  const uintptr_t first = ((uintptr_t)p + HAK_PAGE_SIZE) & ~(uintptr_t)(HAK_PAGE_SIZE - 1);
+  const uintptr_t end = ((uintptr_t)p + n) & ~(uintptr_t)(HAK_PAGE_SIZE - 1);
+  unsigned char vec[64];
+  ck_assert_uint_le((end - first) / HAK_PAGE_SIZE, sizeof vec);
+  ck_assert_int_eq(mincore((void *)first, end - first, vec), 0);
+  unsigned resident = 0;
+  for (size_t i = 0; i < (end - first) / HAK_PAGE_SIZE; i++)
+    resident += vec[i] & 1;
+  ck_assert_uint_eq(resident, 0);
+  for (size_t j = 0; j < n; j++)
+    if (p[j] != 0)
+      ck_abort_msg("byte %zu is %#x", j, p[j]);
+  hak_free(p);
+}
+END_TEST
+#endif
 
 START_TEST(realloc_keeps_contents)
 {
@@ -477,6 +538,10 @@ int main(void)
   tcase_add_test(tc, malloc_zero_is_unique);
   tcase_add_test(tc, huge_sizes_enomem);
   tcase_add_test(tc, calloc_zeroes);
+  tcase_add_test(tc, calloc_recarved_blocks_zeroed);
+#if !HAK_HARDENED
+  tcase_add_test(tc, calloc_fresh_pages_untouched);
+#endif
   tcase_add_test(tc, realloc_keeps_contents);
   tcase_add_test(tc, realloc_growth_past_small_stays_in_place);
   tcase_add_test(tc, medium_blocks);

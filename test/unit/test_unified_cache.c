@@ -29,7 +29,7 @@ START_TEST(refill_then_hits)
   unsigned c = hak_class_of(64);
   uc_drain_all();
   ck_assert_ptr_null(uc_pop(c)); /* an empty bin misses */
-  void *p = uc_refill(c);
+  void *p = uc_refill(c, 0);
   ck_assert_ptr_nonnull(p);
   if (HAK_UNIFIED_CACHE) {
     unsigned cached = bin_len(c), popped = 0;
@@ -69,7 +69,7 @@ START_TEST(hits_counted_exactly_across_slow_paths)
       if (blocks[i])
         hits++;
       else
-        blocks[i] = uc_refill(c);
+        blocks[i] = uc_refill(c, 0);
       if (i % 97 == 0)
         uc_fold_stats();
     }
@@ -126,7 +126,7 @@ START_TEST(flush_keeps_fill_bounded)
   for (unsigned i = 0; i < N; i++) {
     blocks[i] = uc_pop(c);
     if (!blocks[i])
-      blocks[i] = uc_refill(c);
+      blocks[i] = uc_refill(c, 0);
     ck_assert_ptr_nonnull(blocks[i]);
   }
   /* all distinct */
@@ -157,7 +157,7 @@ START_TEST(push_after_exit_passes_through)
 {
   uc_thread_init();
   unsigned c = hak_class_of(32);
-  void *p = uc_refill(c);
+  void *p = uc_refill(c, 0);
   uc_thread_exit();
   uc_push(c, p); /* a free in a late destructor */
   ck_assert_uint_eq(bin_len(c), 0);
@@ -168,7 +168,7 @@ START_TEST(double_free_probe)
 {
   uc_thread_init();
   unsigned c = hak_class_of(80);
-  void *p = uc_refill(c);
+  void *p = uc_refill(c, 0);
   ck_assert(!uc_holds_recent(c, p, 8));
   uc_push(c, p);
   if (HAK_UNIFIED_CACHE)
@@ -183,7 +183,7 @@ static void take_blocks(unsigned c, void **blocks, unsigned n)
   for (unsigned i = 0; i < n; i++) {
     blocks[i] = uc_pop(c);
     if (!blocks[i])
-      blocks[i] = uc_refill(c);
+      blocks[i] = uc_refill(c, 0);
   }
 }
 
@@ -332,7 +332,7 @@ START_TEST(free_phase_empties_the_bins)
   const unsigned len_a = bin_len(a), len_b = bin_len(b);
   const unsigned lim_a = uc_bin_limit(a), lim_b = uc_bin_limit(b);
   void *miss = uc_pop(b);
-  void *p = uc_refill(b);
+  void *p = uc_refill(b, 0);
   const unsigned lim_b_after = uc_bin_limit(b), lim_a_after = uc_bin_limit(a);
   const unsigned len_b_refilled = bin_len(b);
   uc_push(b, p);
