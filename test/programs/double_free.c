@@ -293,8 +293,14 @@ static void *lookalikes(size_t size)
 
 /* ---- Tests ------------------------------------------------------------------ */
 
-/* Small and medium classes: the table's, the larger small ones, medium. */
-static const size_t sizes[] = {1, 16, 48, 1000, 2048, 20000, 100000};
+/* Small and medium classes: the table's, the larger small ones, medium
+ * (in a build with -Dmedium=false, 100000 bytes is a large block, which
+ * the large-block test covers). */
+static const size_t sizes[] = {1, 16, 48, 1000, 2048, 20000,
+#if DOUBLE_FREE_MEDIUM
+                               100000
+#endif
+};
 #define N_SIZES (sizeof sizes / sizeof sizes[0])
 
 START_TEST(double_free_in_bin)
