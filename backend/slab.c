@@ -348,7 +348,10 @@ unsigned backend_ss_take(hak_superslab_t *ss, unsigned max, void **head_out, voi
         k = cp.left;
       if (sl->carved == 0) /* carving starts over: on clean pages? */
         sl->zero = sl->dirty == HAK_SLAB_CLEAN;
-      const uintptr_t fresh = !HAK_HARDENED && sl->zero ? backend_fresh_word : 0;
+      /* plain builds' blocks of two words or more (hardened ones keep a
+       * canary there, and one-word blocks have no second word) */
+      const bool mark = !HAK_HARDENED && bs >= 2 * sizeof(uintptr_t);
+      const uintptr_t fresh = sl->zero ? backend_fresh_word : 0;
       sl->carved = (uint16_t)(sl->carved + k);
       sl->dirty = HAK_SLAB_DIRTY;
       for (unsigned i = 0;;) {
@@ -358,7 +361,9 @@ unsigned backend_ss_take(hak_superslab_t *ss, unsigned max, void **head_out, voi
         else
           head = b;
         tail = b;
-        if (fresh)
+        /* written fresh or not: a block of an earlier carving, or of the
+         * class the SuperSlab served before, may have left the word here */
+        if (mark)
           ((uintptr_t *)b)[1] = fresh;
         if (++i == k)
           break;

@@ -224,7 +224,9 @@ void backend_ss_release(hak_owner_t *o, hak_superslab_t *ss) HAK_INTERNAL;
  * Fresh blocks (plain builds). A slab that starts carving on CLEAN pages
  * (never touched, or given back with MADV_DONTNEED) carves blocks whose
  * bytes are all zero; its zero flag says so until carving starts over. Each
- * such block is handed on with backend_fresh_word in its second word: a
+ * such block is handed on with backend_fresh_word in its second word, and
+ * every other carved block with 0 there (its memory may hold the word from
+ * an earlier carving, of this class or of another one): a
  * free block's first three words are the only ones anybody writes (link,
  * check word, remote hint), and every free overwrites the second, so a
  * block that still holds it when it is handed out is zero from its fourth

@@ -425,6 +425,84 @@ START_TEST(medium_class_geometry_and_reuse)
 }
 END_TEST
 
+/* Fresh blocks (superslab.h): blocks carved from clean pages carry
+ * backend_fresh_word in their second word, and no block carved from pages
+ * that hold old bytes does, even where a block of the class the
+ * SuperSlab served before left the word. calloc trusts it to skip the
+ * clear. */
+static bool zero_past_third_word(const void *b, size_t bs)
+{
+  for (size_t i = 24; i < bs; i++)
+    if (((const unsigned char *)b)[i])
+      return false;
+  return true;
+}
+
+START_TEST(fresh_word_only_on_zero_memory)
+{
+  if (HAK_HARDENED)
+    return; /* hardened builds clear every block */
+  hak_owner_t *o = backend_owner_new();
+  ck_assert_ptr_nonnull(o);
+  backend_trim(); /* an empty free tier: the next two share one SuperSlab */
+  const unsigned a = hak_class_of(64), b = hak_class_of(128);
+  hak_superslab_t *ss = backend_ss_new(o, a);
+  ck_assert_ptr_nonnull(ss);
+  char *base = ss->base;
+  static void *blocks[20000];
+  unsigned n = 0; /* about two of its slabs */
+  while (n < 2000) {
+    void *h, *t;
+    const unsigned got = backend_ss_take(ss, 2000 - n, &h, &t);
+    ck_assert_uint_gt(got, 0);
+    for (unsigned i = 0; i < got; i++, h = *(void **)h)
+      blocks[n++] = h;
+  }
+  /* clean pages: every block is fresh. Write the odd 64-byte blocks in
+   * full (as a program would) and leave the even ones as carved. */
+  unsigned odd = 0;
+  for (unsigned i = 0; i < n; i++) {
+    ck_assert_uint_eq(((uintptr_t *)blocks[i])[1], backend_fresh_word);
+    if (((uintptr_t)blocks[i] - (uintptr_t)base) / 64 % 2) {
+      memset(blocks[i], 0xab, 64);
+      odd++;
+    }
+  }
+  ck_assert_uint_gt(odd, 0);
+  for (unsigned i = 0; i < n; i++)
+    backend_ss_free_local(ss, blocks[i]);
+  backend_ss_release(o, ss); /* empty: to the free tier, pages and all */
+  /* Class b over the same pages: each 128-byte block starts where an even
+   * 64-byte block (still holding the word) did and ends with an odd one. */
+  hak_superslab_t *s2 = backend_ss_new(o, b);
+  ck_assert_ptr_eq(s2->base, base);
+  bool was_clean[HAK_SLABS_PER_SS];
+  unsigned n_clean = 0;
+  for (unsigned k = 0; k < HAK_SLABS_PER_SS; k++)
+    n_clean += was_clean[k] = s2->slabs[k].dirty == HAK_SLAB_CLEAN;
+  ck_assert_uint_gt(n_clean, 0);
+  ck_assert_uint_lt(n_clean, HAK_SLABS_PER_SS);
+  const unsigned m = take_all(s2, blocks, 20000);
+  ck_assert_uint_eq(m, s2->capacity);
+  unsigned fresh = 0, stale = 0;
+  for (unsigned i = 0; i < m; i++) {
+    const bool dirty_slab = !was_clean[backend_slab_index(s2, blocks[i])];
+    if (((uintptr_t *)blocks[i])[1] == backend_fresh_word) {
+      fresh++;
+      if (dirty_slab || !zero_past_third_word(blocks[i], 128))
+        stale++;
+    }
+  }
+  ck_assert_uint_eq(stale, 0);
+  /* the slabs class a never reached are clean: their blocks are fresh */
+  ck_assert_uint_gt(fresh, 0);
+  for (unsigned i = 0; i < m; i++)
+    backend_ss_free_local(s2, blocks[i]);
+  backend_ss_release(o, s2);
+  backend_owner_retire(o);
+}
+END_TEST
+
 START_TEST(release_adopt_and_remote_free)
 {
   hak_owner_t *a = backend_owner_new(), *b = backend_owner_new();
@@ -1053,6 +1131,7 @@ int main(void)
   tcase_add_test(ts, carving_stops_at_page_end);
   tcase_add_test(ts, fresh_superslabs_share_a_reservation);
   tcase_add_test(ts, medium_class_geometry_and_reuse);
+  tcase_add_test(ts, fresh_word_only_on_zero_memory);
   tcase_add_test(ts, free_tier_keeps_what_is_taken_again);
   tcase_add_test(ts, release_adopt_and_remote_free);
   tcase_add_test(ts, remote_chain_links_and_hints);
