@@ -107,7 +107,7 @@ HAK_INLINE void *uc_pop(unsigned c)
 #endif
 }
 
-/* Clear the first n bytes of p, a block of class c just handed out. A
+/* Clear the first n bytes of p, a block just handed out for n bytes. A
  * fresh one (warm_pool_block_is_fresh before the hand-out) can hold
  * something only in its first three words, two for 16-byte blocks (the
  * class of every n up to 16). */
